@@ -1,0 +1,13 @@
+"""Attacks on [0, 1] images against detectors that normalize inside themselves."""
+
+from advdf.attacks.base import Attack, AttackOutput, IterativeAttack, eval_mode
+from advdf.attacks.bim import BIM
+from advdf.attacks.fgsm import FGSM
+from advdf.attacks.losses import LOSSES, cross_entropy, margin
+from advdf.attacks.pgd import PGD
+from advdf.attacks.registry import create_attack, list_attacks, register_attack
+
+__all__ = [
+    "Attack", "AttackOutput", "IterativeAttack", "eval_mode", "BIM", "FGSM", "PGD", "LOSSES", "cross_entropy",
+    "margin", "create_attack", "list_attacks", "register_attack",
+]

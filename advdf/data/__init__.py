@@ -1,0 +1,1 @@
+"""FaceForensics++ data: a synthetic generator, the face-crop preparation, datasets and a DataModule."""

@@ -1,0 +1,131 @@
+"""A LightningDataModule over a FaceForensics++ tree: raw videos -> prepared crops -> frame datasets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from advdf.data.dataset import FrameDataset, balanced_subset, read_index
+from advdf.data.faces import create_face_detector
+from advdf.data.prepare import prepare_ffpp
+from advdf.data.synthetic import MANIPULATIONS, generate_synthetic_ffpp
+from advdf.errors import DataError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class FFPPDataModule(pl.LightningDataModule):
+    """FaceForensics++ (official layout) as train/val/test frame loaders.
+
+    ``prepare_data`` (rank 0 only under DDP) generates the synthetic tree when ``synthetic`` is set and
+    ``root`` has none, then runs the face-crop preparation; both are idempotent, so reruns cost nothing.
+
+    Args:
+        root: FF++ root (``original_sequences/``, ``manipulated_sequences/``, ``splits/``).
+        prepared_dir: where crops and ``index.csv`` go.
+        input_size: side of the images handed to the detector.
+        batch_size: frames per batch.
+        num_workers: DataLoader workers.
+        synthetic: keyword arguments of :func:`generate_synthetic_ffpp`; ``None`` for a real download.
+        compression: FF++ quality folder (``c23``, ``c40``, ``raw``).
+        manipulations: fake methods to use.
+        frames_per_video_real: frames sampled per original video.
+        frames_per_video_fake: frames sampled per manipulated video.
+        crop_size: side of the saved crops.
+        face_detector: name in :data:`advdf.data.faces.FACE_DETECTORS`.
+        augment: albumentations transform for training images (uint8 HWC).
+        test_per_class: balanced test subset of this many real and fake frames (seed 000: 500); ``None`` = all.
+        limit_per_split: cap every split at this many frames (quick runs); ``None`` = all.
+        seed: seed of the subset selection.
+        name: the data set's name (labels results and derived paths).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        prepared_dir: str,
+        input_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        synthetic: dict | None = None,
+        compression: str = "c23",
+        manipulations: Sequence[str] = MANIPULATIONS,
+        frames_per_video_real: int = 16,
+        frames_per_video_fake: int = 4,
+        crop_size: int = 256,
+        face_detector: str = "haar",
+        augment: Callable | None = None,
+        test_per_class: int | None = None,
+        limit_per_split: int | None = None,
+        seed: int = 0,
+        name: str = "ffpp",
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.root = Path(root)
+        self.prepared_dir = Path(prepared_dir)
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.synthetic = dict(synthetic) if synthetic is not None else None
+        self.prepare_kwargs = dict(
+            compression=compression, manipulations=tuple(manipulations),
+            frames_per_video_real=frames_per_video_real, frames_per_video_fake=frames_per_video_fake,
+            crop_size=crop_size,
+        )
+        self.face_detector = face_detector
+        self.augment = augment
+        self.test_per_class = test_per_class
+        self.limit_per_split = limit_per_split
+        self.seed = seed
+        self.datasets: dict[str, FrameDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            generate_synthetic_ffpp(self.root, compression=self.prepare_kwargs["compression"], **self.synthetic)
+        elif not self.root.is_dir():
+            raise DataError(f"data root {self.root} does not exist (set data.root=/path/to/FaceForensics++)")
+        report = prepare_ffpp(self.root, self.prepared_dir, face_detector=create_face_detector(self.face_detector),
+                              **self.prepare_kwargs)
+        log.info(report.summary())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        rows = read_index(self.prepared_dir)
+        for split in SPLITS:
+            part = [r for r in rows if r["split"] == split]
+            if split == "test" and self.test_per_class:
+                part = balanced_subset(part, self.test_per_class, self.seed)
+            if self.limit_per_split:
+                part = balanced_subset(part, self.limit_per_split // 2, self.seed)
+            if not part:
+                raise DataError(f"split {split!r} of {self.prepared_dir / 'index.csv'} is empty")
+            transform = self.augment if split == "train" else None
+            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size, transform)
+
+    def dataset(self, split: str) -> FrameDataset:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; choose one of {SPLITS}")
+        self.setup()
+        return self.datasets[split]
+
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        return DataLoader(
+            self.dataset(split), batch_size=batch_size or self.batch_size, shuffle=shuffle,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")

@@ -1,0 +1,43 @@
+"""Detection metrics beyond torchmetrics: seed 001's frame-level (F2F) and video-level (Vid) accuracy.
+
+F2F: the fraction of frames classified correctly. Vid: a video is called fake when more than 50 % of its
+frames are called fake (majority vote), then the fraction of videos classified correctly. Both are also
+reported per true class (the "real" and "fake" columns of seed 001's Tables 1 and 2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from advdf.models.base import FAKE, REAL
+
+
+def f2f_accuracy(pred: torch.Tensor, label: torch.Tensor) -> float:
+    return (pred == label).float().mean().item() if len(label) else float("nan")
+
+
+def video_votes(pred: torch.Tensor, label: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-video (majority-vote prediction, true label) for frame predictions grouped by ``video`` codes."""
+    videos, inverse = torch.unique(video, return_inverse=True)
+    n = len(videos)
+    fake_votes = torch.zeros(n).index_add_(0, inverse, (pred == FAKE).float())
+    frames = torch.zeros(n).index_add_(0, inverse, torch.ones_like(pred, dtype=torch.float))
+    video_pred = torch.where(fake_votes > frames / 2, FAKE, REAL)
+    video_label = torch.zeros(n, dtype=label.dtype).scatter_(0, inverse, label)
+    return video_pred, video_label
+
+
+def vid_accuracy(pred: torch.Tensor, label: torch.Tensor, video: torch.Tensor) -> float:
+    vp, vl = video_votes(pred, label, video)
+    return f2f_accuracy(vp, vl)
+
+
+def detection_report(pred: torch.Tensor, label: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
+    """acc/f2f/vid overall and per class: keys ``f2f``, ``vid``, ``f2f_real``, ``vid_fake``, ..."""
+    pred, label, video = pred.cpu(), label.cpu(), video.cpu()
+    vp, vl = video_votes(pred, label, video)
+    out = {"f2f": f2f_accuracy(pred, label), "vid": f2f_accuracy(vp, vl)}
+    for cls, name in ((REAL, "real"), (FAKE, "fake")):
+        out[f"f2f_{name}"] = f2f_accuracy(pred[label == cls], label[label == cls])
+        out[f"vid_{name}"] = f2f_accuracy(vp[vl == cls], vl[vl == cls])
+    return out

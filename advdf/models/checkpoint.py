@@ -1,0 +1,62 @@
+"""Safe detector weight I/O: safetensors, or torch checkpoints read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from advdf.errors import CheckpointError
+
+
+def save_detector(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s state dict as safetensors, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read weights from safetensors or a (Lightning) torch checkpoint without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if isinstance(obj, dict) and "state_dict" in obj:
+        # A Lightning checkpoint of advdf's DetectorModule stores the detector under "detector.".
+        obj = {k.removeprefix("detector."): v for k, v in obj["state_dict"].items() if k.startswith("detector.")}
+    return obj
+
+
+def load_detector_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    state = read_state_dict(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {first}") from err
+    return model
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, the identity of a checkpoint in cache keys."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""Runnable jobs built from configs: train, attack (cached), evaluate, and paper-table reproduction."""

@@ -1,0 +1,142 @@
+"""Attack a trained detector over a split, shard by shard, into the adversarial-set cache."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from advdf.attacks.base import Attack
+from advdf.attacks.checks import check_adversarial, perturbation_norms
+from advdf.data.dataset import FrameDataset
+from advdf.models.checkpoint import file_digest
+from advdf.pipelines.cache import AdversarialCache
+from advdf.pipelines.common import build_datamodule, build_loggers, job_identity, load_trained_detector, resolve_device
+from advdf.utils.logging_setup import finish_wandb
+
+log = logging.getLogger(__name__)
+
+
+def selected_positions(dataset: FrameDataset, limit: int | None) -> list[int]:
+    return list(range(len(dataset) if limit is None else min(limit, len(dataset))))
+
+
+def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, positions: list[int]) -> AdversarialCache:
+    """The cache of ``attack_cfg`` against the detector at ``cfg.checkpoint`` on ``positions`` of ``dataset``."""
+    key = {
+        "detector": {"name": cfg.model.name, "weights_sha256": file_digest(cfg.checkpoint)},
+        "attack": OmegaConf.to_container(attack_cfg, resolve=True),
+        "data": {"name": cfg.data.name, "split": cfg.split, "input_size": dataset.input_size,
+                 "rows": [dataset.rows[p]["row"] for p in positions],
+                 "index_sha256": file_digest(Path(cfg.data.prepared_dir) / "index.csv")},
+        "seed": cfg.seed,
+        "shard_size": cfg.shard_size,
+    }
+    root = Path(cfg.paths.cache_dir) / cfg.data.name / Path(cfg.checkpoint).parent.name
+    return AdversarialCache.for_run(root, attack_cfg.name, key, math.ceil(len(positions) / cfg.shard_size))
+
+
+def attack_shard(attack: Attack, loader: DataLoader, device: torch.device) -> dict:
+    """Attack every batch of one shard; returns the shard's tensors (checked before they are returned)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        x, y = batch["image"].to(device), batch["label"].to(device)
+        start = time.perf_counter()
+        out = attack.run(x, y)
+        clean_logits = out.clean_logits if out.clean_logits is not None else attack.logits(x)
+        elapsed = time.perf_counter() - start
+        check_adversarial(out.x_adv, x, attack.eps, attack.norm)
+        n = len(x)
+        fields = {
+            "x_adv": out.x_adv.float(), "position": batch["position"], "row": batch["index"], "label": batch["label"],
+            "video": batch["video"], "clean_pred": clean_logits.argmax(1), "adv_pred": out.logits.argmax(1),
+            "success": out.success.to(torch.uint8), **perturbation_norms(out.x_adv, x),
+            "time_s": torch.full((n,), elapsed / n), "grad_calls": torch.full((n,), out.grad_calls),
+        }
+        for k, v in fields.items():
+            parts.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+class _Positioned(torch.utils.data.Dataset):
+    """A dataset view whose items also carry their position in the full split (the cache's join key)."""
+
+    def __init__(self, dataset: FrameDataset, positions: list[int]) -> None:
+        self.dataset, self.positions = dataset, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.dataset[self.positions[i]], "position": self.positions[i]}
+
+
+def summarize(cache: AdversarialCache) -> dict:
+    cols = {k: torch.cat([s[k] for s in cache.shards()]) for k in
+            ("label", "clean_pred", "adv_pred", "success", "linf", "l2", "l0", "time_s", "grad_calls")}
+    acc_clean = (cols["clean_pred"] == cols["label"]).float().mean().item()
+    acc_adv = (cols["adv_pred"] == cols["label"]).float().mean().item()
+    return {
+        "n": len(cols["label"]), "acc_clean": acc_clean, "acc_adv": acc_adv,
+        # seed 004's attack success rate: the share of clean accuracy the attack removes
+        "asr": 1 - acc_adv / acc_clean if acc_clean > 0 else float("nan"),
+        "success_rate": cols["success"].float().mean().item(),
+        "linf_max": cols["linf"].max().item(), "l2_mean": cols["l2"].mean().item(),
+        "l0_mean": cols["l0"].mean().item(), "time_s": cols["time_s"].sum().item(),
+        "grad_calls_mean": cols["grad_calls"].float().mean().item(),
+    }
+
+
+def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule=None) -> dict:
+    """Generate (or finish generating) the adversarial set of ``attack_cfg`` (default ``cfg.attack``).
+
+    Returns the set's summary (accuracies, ASR, norms, time) and its cache directory.
+    """
+    attack_cfg = attack_cfg if attack_cfg is not None else cfg.attack
+    device = resolve_device(cfg.device)
+    datamodule = datamodule or build_datamodule(cfg)
+    dataset = datamodule.dataset(cfg.split)
+    positions = selected_positions(dataset, cfg.limit)
+    detector = load_trained_detector(cfg, device)
+    cache = cache_for(cfg, attack_cfg, dataset, positions)
+    todo = cache.missing_shards()
+    if cache.complete:
+        log.info("adversarial set already cached: %s", cache.directory)
+        return {**cache.summary(), "cache_dir": str(cache.directory), "shards_run": 0}
+
+    attack: Attack = instantiate(attack_cfg)(model=detector)
+    cache.open()
+    log.info("%s on %s: %d samples, %d/%d shards to run -> %s", attack, cfg.model.name, len(positions),
+             len(todo), cache.num_shards, cache.directory)
+    for i in tqdm(todo, desc=f"{attack.name} shards", unit="shard"):
+        chunk = positions[i * cfg.shard_size:(i + 1) * cfg.shard_size]
+        # Seeded per shard, so a resumed run draws the same random starts as an uninterrupted one.
+        torch.manual_seed(cfg.seed * 100_003 + i)
+        loader = DataLoader(_Positioned(dataset, chunk), batch_size=cfg.batch_size,
+                            num_workers=datamodule.num_workers)
+        cache.write_shard(i, attack_shard(attack, loader, device))
+    summary = summarize(cache)
+    cache.write_summary(summary)
+    return {**summary, "cache_dir": str(cache.directory), "shards_run": len(todo)}
+
+
+def attack_job(cfg: DictConfig) -> dict:
+    """The body of ``attack.py``: run, log the summary to the configured loggers, close W&B."""
+    run_name, group = job_identity()
+    loggers = build_loggers(cfg, run_name, group)
+    try:
+        summary = run_attack(cfg)
+        for logger in loggers:
+            logger.log_metrics({f"attack/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
+            logger.save()
+        log.info("summary: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+        return summary
+    finally:
+        finish_wandb()

@@ -1,0 +1,74 @@
+"""Builders shared by the jobs: device, detector with weights, data module, loggers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advdf.data.datamodule import FFPPDataModule
+from advdf.errors import CheckpointError, ConfigError
+from advdf.models import Detector, load_detector_weights
+from advdf.utils.logging_setup import default_wandb_mode
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def build_datamodule(cfg: DictConfig) -> FFPPDataModule:
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def load_trained_detector(cfg: DictConfig, device: torch.device) -> Detector:
+    """The detector of ``cfg.model`` with the weights at ``cfg.checkpoint``, in eval mode on ``device``."""
+    path = Path(cfg.checkpoint)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no trained detector at {path}; train it first: python train.py model={cfg.model.name} "
+            f"(with the same data/model settings)"
+        )
+    detector = instantiate(cfg.model)
+    load_detector_weights(detector, path)
+    return detector.to(device).eval()
+
+
+def build_loggers(cfg: DictConfig, run_name: str | None = None, group: str | None = None) -> list:
+    """Instantiate ``cfg.logger`` entries; W&B gets a per-job name and defaults to offline without a key."""
+    os.environ.setdefault("WANDB_MODE", default_wandb_mode())
+    loggers = []
+    for key, conf in (cfg.get("logger") or {}).items():
+        extra = {}
+        if "WandbLogger" in conf.get("_target_", ""):
+            Path(conf.save_dir).mkdir(parents=True, exist_ok=True)
+            extra = {"name": run_name, "group": group, "job_type": cfg.task_name,
+                     "config": OmegaConf.to_container(cfg, resolve=True)}
+        loggers.append(instantiate(conf, **extra))
+        log.debug("logger %s ready", key)
+    return loggers
+
+
+def job_identity() -> tuple[str | None, str | None]:
+    """(run name, group) for this Hydra job: multirun jobs get their number and overrides, one run each."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, None
+    hc = HydraConfig.get()
+    overrides = ",".join(hc.overrides.task) or "defaults"
+    if hc.mode.name == "MULTIRUN":
+        return f"{hc.job.name}#{hc.job.num}:{overrides}", Path(hc.sweep.dir).name
+    return f"{hc.job.name}:{overrides}", None

@@ -1,0 +1,68 @@
+"""Train a detector from a config: fit (resuming from the config-derived ``last.ckpt``), test, export weights."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from advdf.models import load_detector_weights, save_detector
+from advdf.pipelines.common import build_loggers, job_identity
+from advdf.utils.io import atomic_write_json
+from advdf.utils.logging_setup import finish_wandb
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train ``cfg.model`` on ``cfg.data``; returns test metrics (or validation ones with ``test=false``).
+
+    Checkpoints go to ``cfg.paths.detector_dir``: ``last.ckpt`` (resume), ``best.ckpt`` (lowest val loss) and
+    ``detector.safetensors`` (the best weights, what attack.py and evaluate.py load).
+    """
+    pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.detector_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.data)
+    detector = instantiate(cfg.model)
+    module = instantiate(cfg.module, detector=detector)
+    checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
+                                 save_last=True, enable_version_counter=False)
+    run_name, group = job_identity()
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint],
+                                      logger=build_loggers(cfg, run_name, group) or False)
+
+    last = out_dir / "last.ckpt"
+    resume_from = str(last) if cfg.resume and last.is_file() else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = checkpoint.best_model_path or str(last)
+    if cfg.test:
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        metrics = {k: float(v) for k, v in results[0].items()}
+    if trainer.is_global_zero:
+        # Export the best checkpoint's weights (the ones tested), so attack/evaluate see exactly this detector.
+        load_detector_weights(module.detector, best)
+        save_detector(module.detector, out_dir / "detector.safetensors")
+        atomic_write_json(out_dir / "train_summary.json", {
+            "metrics": metrics, "best_checkpoint": best, "epochs": trainer.current_epoch,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        })
+    log.info("detector weights: %s", out_dir / "detector.safetensors")
+    return metrics
+
+
+def train_job(cfg: DictConfig) -> dict[str, float]:
+    """The body of ``train.py``: train, then close W&B so each multirun job keeps its own run."""
+    try:
+        return train(cfg)
+    finally:
+        finish_wandb()

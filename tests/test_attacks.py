@@ -1,0 +1,150 @@
+"""Properties every attack must have, parametrized over the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advdf.attacks import create_attack, list_attacks
+from advdf.attacks.base import parse_budget
+from advdf.attacks.checks import check_adversarial, perturbation_norms
+from advdf.attacks.losses import cross_entropy, margin
+from advdf.errors import AdversarialCheckError, ConfigError
+
+EPS = 8 / 255
+DETERMINISTIC = [a for a in list_attacks() if a != "pgd"]  # PGD draws a random start
+
+
+def test_registry_has_the_foundation_attacks():
+    assert {"fgsm", "bim", "pgd"} <= set(list_attacks())
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_output_inside_budget_box_and_finite(name, tiny_model, images):
+    x, y = images
+    out = create_attack(name, tiny_model, eps=EPS).run(x, y)
+    assert out.x_adv.shape == x.shape
+    assert torch.isfinite(out.x_adv).all()
+    assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
+    assert (out.x_adv - x).abs().max() <= EPS + 1e-6
+    check_adversarial(out.x_adv, x, EPS)
+    assert out.logits.shape == (6, 2)
+    assert torch.allclose(out.logits, tiny_model.eval()(out.x_adv), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_input_not_mutated_and_modes_restored(name, tiny_model, images):
+    x, y = images
+    x_before = x.clone()
+    tiny_model.train()
+    tiny_model.backbone.features.eval()  # a mixed-mode model must come back exactly as it was
+    modes = [m.training for m in tiny_model.modules()]
+    create_attack(name, tiny_model, eps=EPS)(x, y)
+    assert torch.equal(x, x_before)
+    assert [m.training for m in tiny_model.modules()] == modes
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_sample_alone_equals_sample_in_batch(name, tiny_model, images):
+    x, y = images
+    attack = create_attack(name, tiny_model, eps=EPS)
+    batch = attack(x, y)
+    alone = attack(x[2:3], y[2:3])
+    assert torch.allclose(batch[2:3], alone, atol=1e-6)
+
+
+def test_pgd_is_seeded(tiny_model, images):
+    x, y = images
+    attack = create_attack("pgd", tiny_model, eps=EPS)
+    torch.manual_seed(3)
+    a = attack(x, y)
+    torch.manual_seed(3)
+    assert torch.equal(a, attack(x, y))
+
+
+def test_batch_size_splits_without_changing_result(tiny_model, images):
+    x, y = images
+    full = create_attack("bim", tiny_model, eps=EPS)(x, y)
+    chunked = create_attack("bim", tiny_model, eps=EPS, batch_size=4)(x, y)
+    assert torch.allclose(full, chunked, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "bim"])
+def test_clean_logits_come_from_the_first_step(name, tiny_model, images):
+    x, y = images
+    out = create_attack(name, tiny_model, eps=EPS).run(x, y)
+    assert out.clean_logits is not None
+    assert torch.allclose(out.clean_logits, tiny_model.eval()(x), atol=1e-5)
+
+
+def test_pgd_has_no_clean_logits(tiny_model, images):
+    x, y = images
+    assert create_attack("pgd", tiny_model, eps=EPS).run(x, y).clean_logits is None
+
+
+def test_targeted_pgd_reaches_real_on_tiny_model(tiny_model, images):
+    x, y = images
+    attack = create_attack("pgd", tiny_model, eps=0.5, alpha=0.05, steps=40, targeted=True, target=0, loss="margin")
+    out = attack.run(x, y)
+    assert (out.logits.argmax(1) == 0).all()
+    assert out.success.all()
+
+
+def test_untargeted_attacks_lower_accuracy(tiny_model, images):
+    x, _ = images
+    y = tiny_model.eval()(x).argmax(1)  # labels the model gets right by construction
+    out = create_attack("pgd", tiny_model, eps=0.3, alpha=0.03, steps=30).run(x, y)
+    assert out.success.float().mean() > 0.5
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, "abc", "1/0", float("nan")])
+def test_impossible_eps_is_a_config_error(bad, tiny_model):
+    with pytest.raises(ConfigError, match="eps"):
+        create_attack("pgd", tiny_model, eps=bad)
+
+
+def test_fraction_budgets_parse():
+    assert parse_budget("16/255", "eps") == pytest.approx(16 / 255)
+    assert parse_budget(0.25, "eps") == 0.25
+
+
+def test_unknown_attack_and_loss(tiny_model):
+    with pytest.raises(ConfigError, match="unknown attack"):
+        create_attack("nope", tiny_model)
+    with pytest.raises(ConfigError, match="unknown attack loss"):
+        create_attack("pgd", tiny_model, loss="dlr")
+
+
+def test_attack_rejects_unnormalized_input(tiny_model):
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        create_attack("fgsm", tiny_model)(torch.full((1, 3, 32, 32), 2.0), torch.tensor([0]))
+
+
+def test_margin_and_ce_signs():
+    logits = torch.tensor([[2.0, 0.5], [0.0, 3.0]])
+    y = torch.tensor([0, 0])
+    # targeted toward real: Z_real - Z_fake
+    assert torch.allclose(margin(logits, y, targeted=True), torch.tensor([1.5, -3.0]))
+    assert torch.allclose(margin(logits, y, targeted=False), torch.tensor([-1.5, 3.0]))
+    assert (cross_entropy(logits, y, targeted=True) < 0).all()
+
+
+def test_check_adversarial_catches_violations():
+    x = torch.full((1, 3, 4, 4), 0.5)
+    check_adversarial(x + 0.01, x, eps=0.02)
+    with pytest.raises(AdversarialCheckError, match="exceeds eps"):
+        check_adversarial(x + 0.05, x, eps=0.02)
+    with pytest.raises(AdversarialCheckError, match=r"\[0, 1\]"):
+        check_adversarial(x + 0.6, x, eps=1.0)
+    with pytest.raises(AdversarialCheckError, match="NaN"):
+        check_adversarial(torch.full_like(x, float("nan")), x, eps=1.0)
+
+
+def test_perturbation_norms():
+    x = torch.zeros(2, 1, 2, 2)
+    x_adv = x.clone()
+    x_adv[0, 0, 0, 0] = 0.3
+    n = perturbation_norms(x_adv, x)
+    assert torch.allclose(n["linf"], torch.tensor([0.3, 0.0]))
+    assert torch.allclose(n["l2"], torch.tensor([0.3, 0.0]))
+    assert torch.allclose(n["l0"], torch.tensor([0.25, 0.0]))

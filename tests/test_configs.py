@@ -1,0 +1,124 @@
+"""Compose every main config and every file of every config group; instantiate what builds an object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from advdf.attacks import Attack
+from advdf.data.datamodule import FFPPDataModule
+from advdf.defenses.base import _DEFENSES
+from advdf.models import Detector
+from advdf.utils.entry import CONF_DIR
+
+MAIN = ("train", "attack", "evaluate")
+
+
+def group_files(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _compose(name: str, overrides: list[str], hydra_cfg: bool = False):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=name):
+        return compose(name, overrides=overrides, return_hydra_config=hydra_cfg)
+
+
+@pytest.fixture(autouse=True)
+def _artifacts(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", MAIN)
+def test_main_configs_resolve(name):
+    cfg = _compose(name, [])
+    OmegaConf.resolve(cfg)
+    assert cfg.paths.detector_dir.startswith(cfg.paths.artifacts_dir)
+
+
+@pytest.mark.parametrize("model", group_files("model"))
+def test_model_configs_build_detectors(model):
+    cfg = _compose("attack", [f"model={model}", "model.input_size=64"])
+    detector = instantiate(cfg.model)
+    assert isinstance(detector, Detector)
+    assert detector(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+
+
+@pytest.mark.parametrize("attack", group_files("attack"))
+def test_attack_configs_build_attacks(attack, tiny_model):
+    cfg = _compose("attack", [f"attack={attack}"])
+    built = instantiate(cfg.attack)(model=tiny_model)
+    assert isinstance(built, Attack) and built.name == attack
+    assert built.eps == pytest.approx(16 / 255)
+
+
+@pytest.mark.parametrize("defense", group_files("defense"))
+def test_defense_configs_build_defenses(defense):
+    cfg = _compose("evaluate", [f"defense@defenses.na={defense}"])
+    built = instantiate(cfg.defenses.na)
+    assert type(built) in _DEFENSES.values()
+
+
+@pytest.mark.parametrize("data", group_files("data"))
+def test_data_configs_build_datamodules(data):
+    cfg = _compose("train", [f"data={data}", "data.root=/nonexistent/ffpp"])
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, FFPPDataModule)
+    assert dm.input_size == cfg.model.input_size
+
+
+@pytest.mark.parametrize("trainer", group_files("trainer"))
+def test_trainer_configs_build_trainers(trainer, tmp_path):
+    cfg = _compose("train", [f"trainer={trainer}", "trainer.accelerator=cpu", "logger=none"])
+    if cfg.trainer.get("strategy") == "ddp":
+        pytest.skip("a DDP trainer is built for real in test_ddp.py")
+    built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert built.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("logger", group_files("logger"))
+def test_logger_configs_build_loggers(logger, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = _compose("train", [f"logger={logger}"])
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    assert all(hasattr(lg, "log_metrics") for lg in loggers)
+
+
+def test_module_config_builds_lightning_module(tiny_model):
+    cfg = _compose("train", [])
+    module = instantiate(cfg.module, detector=tiny_model)
+    opt = module.configure_optimizers()
+    assert opt["optimizer"].param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("experiment", group_files("experiment"))
+@pytest.mark.parametrize("name", MAIN)
+def test_experiments_compose_for_every_script(experiment, name):
+    overrides = [f"experiment={experiment}", "data.root=/data/ffpp"]
+    cfg = _compose(name, overrides)
+    OmegaConf.resolve(cfg)
+    assert cfg.reproduce.detectors
+
+
+@pytest.mark.parametrize("launcher", group_files("hydra/launcher"))
+def test_launcher_configs_compose(launcher):
+    cfg = _compose("attack", [f"hydra/launcher={launcher}", "hydra.launcher.partition=debug"], hydra_cfg=True)
+    assert "submitit" in cfg.hydra.launcher._target_
+    assert cfg.hydra.launcher.partition == "debug"
+
+
+def test_unknown_key_is_rejected():
+    with pytest.raises(ConfigCompositionException, match="attack.epsilon"):
+        _compose("attack", ["attack.epsilon=0.1"])
+
+
+def test_every_group_file_is_covered():
+    covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module",
+               "paths", "hydra", "hydra/launcher"}
+    groups = {str(p.parent.relative_to(CONF_DIR)) for p in Path(CONF_DIR).rglob("*.yaml") if p.parent != CONF_DIR}
+    assert groups <= covered, f"config groups without a composition test: {groups - covered}"
