@@ -36,7 +36,10 @@ class DetectorModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         metrics = MetricCollection({"acc": BinaryAccuracy(), "auc": BinaryAUROC()})
-        self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("train", "val", "test")})
+        # One metric object per stage ("train" cannot be a ModuleDict key: it shadows Module.train).
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,10 +49,11 @@ class DetectorModule(pl.LightningModule):
         logits = self.detector(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         fake_prob = logits.softmax(1)[:, 1]
-        self.metrics[stage].update(fake_prob, batch["label"])
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(fake_prob, batch["label"])
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
-        self.log_dict(self.metrics[stage], on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss, logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from advdf.attacks.base import Attack
@@ -18,7 +18,13 @@ from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.data.dataset import FrameDataset
 from advdf.models.checkpoint import file_digest
 from advdf.pipelines.cache import AdversarialCache
-from advdf.pipelines.common import build_datamodule, build_loggers, job_identity, load_trained_detector, resolve_device
+from advdf.pipelines.common import (
+    build_datamodule,
+    build_loggers,
+    job_identity,
+    load_trained_detector,
+    resolve_device,
+)
 from advdf.utils.logging_setup import finish_wandb
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,13 @@ from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
 from advdf.metrics import detection_report
 from advdf.pipelines.attack import cache_for, selected_positions
-from advdf.pipelines.common import build_datamodule, build_loggers, job_identity, load_trained_detector, resolve_device
+from advdf.pipelines.common import (
+    build_datamodule,
+    build_loggers,
+    job_identity,
+    load_trained_detector,
+    resolve_device,
+)
 from advdf.utils.io import atomic_write_text
 from advdf.utils.logging_setup import finish_wandb
 

@@ -1,0 +1,73 @@
+"""Face detection behind a small interface, so dlib, RetinaFace or MTCNN can replace the default."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from advdf.errors import DataError
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+
+class FaceDetector(abc.ABC):
+    """Finds faces in one RGB uint8 frame (H, W, 3)."""
+
+    @abc.abstractmethod
+    def detect(self, frame_rgb: np.ndarray) -> list[Box]:
+        """All face boxes as (x, y, w, h)."""
+
+
+class HaarFaceDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade, shipped inside the opencv-python wheel (no download).
+
+    Args:
+        scale_factor: image-pyramid step.
+        min_neighbors: detections a box needs to be kept.
+        min_size: smallest face side in pixels.
+    """
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24) -> None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        if not path.is_file():
+            raise DataError(f"Haar cascade not found at {path} (opencv-python-headless 5.x ships none; use 4.x)")
+        self.cascade = cv2.CascadeClassifier(str(path))
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = (min_size, min_size)
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Box]:
+        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
+        boxes = self.cascade.detectMultiScale(gray, self.scale_factor, self.min_neighbors, minSize=self.min_size)
+        return [tuple(int(v) for v in b) for b in boxes]
+
+
+FACE_DETECTORS: dict[str, type[FaceDetector]] = {"haar": HaarFaceDetector}
+
+
+def create_face_detector(name: str = "haar", **kwargs) -> FaceDetector:
+    if name not in FACE_DETECTORS:
+        raise DataError(f"unknown face detector {name!r}; available: {', '.join(sorted(FACE_DETECTORS))}")
+    return FACE_DETECTORS[name](**kwargs)
+
+
+def largest_face(boxes: list[Box]) -> Box | None:
+    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+
+
+def square_crop(frame: np.ndarray, box: Box, scale: float, size: int) -> np.ndarray:
+    """A square of ``scale`` × the box's longer side around its centre, edge-padded, resized to ``size``."""
+    x, y, w, h = box
+    side = int(round(max(w, h) * scale))
+    cx, cy = x + w // 2, y + h // 2
+    x0, y0 = cx - side // 2, cy - side // 2
+    pad = max(0, -x0, -y0, x0 + side - frame.shape[1], y0 + side - frame.shape[0])
+    if pad:
+        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    crop = frame[y0:y0 + side, x0:x0 + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp)

@@ -1,0 +1,42 @@
+"""The adversarial-set cache: atomic shards, completeness, corrupt shards named."""
+
+import pytest
+import torch
+
+from advdf.errors import DataError
+from advdf.pipelines.cache import SHARD_FIELDS, AdversarialCache
+
+
+def _shard(n: int = 3) -> dict:
+    t = {k: torch.zeros(n) for k in SHARD_FIELDS}
+    t["x_adv"] = torch.rand(n, 3, 4, 4)
+    return t
+
+
+def test_key_names_the_directory_and_shards_complete_it(tmp_path):
+    a = AdversarialCache.for_run(tmp_path, "pgd", {"eps": 0.1}, num_shards=2)
+    b = AdversarialCache.for_run(tmp_path, "pgd", {"eps": 0.2}, num_shards=2)
+    assert a.directory != b.directory and a.directory.name.startswith("pgd-")
+    a.open()
+    a.write_shard(1, _shard())
+    assert a.missing_shards() == [0] and not a.complete
+    a.write_shard(0, _shard())
+    a.write_summary({"n": 6})
+    assert a.complete and a.summary() == {"n": 6}
+    assert a.read_shard(0)["x_adv"].shape == (3, 3, 4, 4)
+    assert not list(a.directory.glob(".*tmp"))
+
+
+def test_incomplete_shard_fields_are_refused(tmp_path):
+    cache = AdversarialCache.for_run(tmp_path, "fgsm", {}, 1)
+    cache.open()
+    with pytest.raises(ValueError, match="lacks fields"):
+        cache.write_shard(0, {"x_adv": torch.zeros(1)})
+
+
+def test_corrupt_shard_is_named(tmp_path):
+    cache = AdversarialCache.for_run(tmp_path, "fgsm", {}, 1)
+    cache.open()
+    cache.shard_path(0).write_bytes(b"truncated")
+    with pytest.raises(DataError, match="corrupt cache shard .*shard_00000"):
+        cache.read_shard(0)
