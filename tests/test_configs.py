@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from advdf.attacks import Attack
 from advdf.data.datamodule import FFPPDataModule
-from advdf.defenses.base import _DEFENSES
+from advdf.defenses.base import DEFENSES
 from advdf.models import Detector
 from advdf.utils.entry import CONF_DIR
 
@@ -61,7 +61,7 @@ def test_attack_configs_build_attacks(attack, tiny_model):
 def test_defense_configs_build_defenses(defense):
     cfg = _compose("evaluate", [f"defense@defenses.na={defense}"])
     built = instantiate(cfg.defenses.na)
-    assert type(built) in _DEFENSES.values()
+    assert type(built) in DEFENSES.values()
 
 
 @pytest.mark.parametrize("data", group_files("data"))

@@ -93,6 +93,6 @@ def test_mesonet_matches_meso4_size():
     # buffers here); the trainable parameters come to 27,929.
     meso = create_detector("mesonet", input_size=256)
     assert sum(p.numel() for p in meso.parameters()) == 27_929
-    with pytest.raises(ValueError, match="divisible by 32"):
+    with pytest.raises(ConfigError, match="divisible by 32"):
         create_detector("mesonet", input_size=100)
 

@@ -47,10 +47,12 @@ def test_train_writes_checkpoints_and_metrics(trained):
     assert {r["split"] for r in index} == {"train", "val", "test"}
 
 
-def test_attack_and_evaluate(trained):
-    for attack in ("fgsm", "bim"):
-        out = run_script("attack", [*TINY, f"attack={attack}", "shard_size=16"], trained)
-        assert "summary" in out.stderr + out.stdout
+def test_multirun_attack_then_evaluate(trained):
+    # The basic launcher, W&B on: each multirun job must be its own W&B run.
+    tiny_wandb = [o for o in TINY if not o.startswith("logger=")] + ["logger=wandb"]
+    run_script("attack", ["--multirun", *tiny_wandb, "attack=fgsm,bim", "shard_size=16"], trained)
+    wandb_runs = list((trained / "logs" / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2, wandb_runs
     (cache,) = _cache_dirs(trained, "bim")
     summary = json.loads((cache / "summary.json").read_text())
     assert summary["linf_max"] <= 16 / 255 + 1e-5
@@ -58,7 +60,7 @@ def test_attack_and_evaluate(trained):
     assert shard["x_adv"].dtype == torch.float32 and shard["x_adv"].shape[1:] == (3, 32, 32)
     assert ((shard["success"] == 1) == (shard["adv_pred"] != shard["label"])).all()
 
-    run_script("evaluate", [*TINY], trained)
+    run_script("evaluate", [*TINY, "shard_size=16"], trained)  # the cache key includes the shard layout
     results = next((trained / "results" / "evaluate").rglob("results.csv"))
     rows = list(csv.DictReader(open(results)))
     got = {(r["attack"], r["defense"]): r for r in rows}

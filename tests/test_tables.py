@@ -1,7 +1,13 @@
 """Paper tables: the paper's numbers come from the shipped CSVs; ours only from computed cells."""
 
 from advdf import paper_values
-from advdf.pipelines.tables import TABLE2_ATTACKS, TABLE2_DEFENSES, TABLE2_DETECTORS, table2_cells, table2_markdown
+from advdf.pipelines.tables import (
+    TABLE2_ATTACKS,
+    TABLE2_DEFENSES,
+    TABLE2_DETECTORS,
+    table2_cells,
+    table2_markdown,
+)
 
 
 def test_paper_values_ship_with_the_package():
@@ -20,5 +26,5 @@ def test_uncomputed_cells_print_a_dash_and_computed_ones_print_ours():
     # an attack beyond the paper's gets its own row with no paper value
     assert "| resnet50 | fgsm | — / — | — / — | — / — | — / — | 0.500 / — |" in md
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "Detector" not in ln]
-    assert len(rows) == len(TABLE2_DETECTORS) * (len(TABLE2_ATTACKS) + 1)
+    assert len(rows) == len(TABLE2_DETECTORS) * len(TABLE2_ATTACKS) + 1  # the extra FGSM row: resnet50 only
     assert all(ln.count("|") == len(TABLE2_DEFENSES) + 3 for ln in rows)

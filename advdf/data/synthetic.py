@@ -99,7 +99,7 @@ def _face2face(face: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     region = np.maximum(mouth, eyes.astype(np.float32))[..., None]
     # the renderer re-draws the warped regions smoother and slightly brighter than the camera did
-    rendered = cv2.GaussianBlur(warped, (0, 0), 2.0) * 1.08
+    rendered = cv2.GaussianBlur(warped, (0, 0), 2.5) * 1.12
     return region * rendered + (1 - region) * face, region[..., 0] > 0.05
 
 

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
-
 from torch import nn
 
-from advdf.errors import ConfigError
+from advdf.registry import Registry
 
-_DEFENSES: dict[str, type[nn.Module]] = {}
+DEFENSES = Registry("defense")
 
 
 def register_defense(cls: type[nn.Module]) -> type[nn.Module]:
-    name = getattr(cls, "defense_name", cls.__name__.lower())
-    if name in _DEFENSES:
-        warnings.warn(f"defense {name!r} registered twice; the later definition wins", stacklevel=2)
-    _DEFENSES[name] = cls
-    return cls
+    return DEFENSES.register(cls, getattr(cls, "defense_name", None))
 
 
 def list_defenses() -> list[str]:
-    return sorted(_DEFENSES)
+    return DEFENSES.names()
 
 
 def create_defense(name: str, **kwargs) -> nn.Module:
-    if name not in _DEFENSES:
-        raise ConfigError(f"unknown defense {name!r}; registered: {', '.join(list_defenses())}")
-    return _DEFENSES[name](**kwargs)
+    return DEFENSES.get(name)(**kwargs)
 
 
 class Defended(nn.Module):

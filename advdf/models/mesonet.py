@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advdf.errors import ConfigError
 from advdf.models.base import Detector
 from advdf.models.registry import register_detector
 
@@ -18,7 +19,23 @@ def _conv_block(c_in: int, c_out: int, kernel: int, pool: int) -> nn.Sequential:
     )
 
 
-class Meso4(nn.Module):
+class FeaturesHead(nn.Module):
+    """``forward = forward_head(forward_features(x))`` over ``self.features`` and ``self.head``."""
+
+    features: nn.Module
+    head: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class Meso4(FeaturesHead):
     """Meso4: four conv blocks (8@3x3, 8@5x5, 16@5x5, 16@5x5; pools 2, 2, 2, 4), dense 16, one logit.
 
     Args:
@@ -28,7 +45,7 @@ class Meso4(nn.Module):
     def __init__(self, input_size: int = 256) -> None:
         super().__init__()
         if input_size % 32:
-            raise ValueError(f"Meso4 needs an input size divisible by 32, got {input_size}")
+            raise ConfigError(f"Meso4 needs an input size divisible by 32, got {input_size}")
         self.features = nn.Sequential(
             _conv_block(3, 8, 3, 2),
             _conv_block(8, 8, 5, 2),
@@ -45,17 +62,8 @@ class Meso4(nn.Module):
             nn.Linear(16, 1),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class TinyCNN(nn.Module):
+class TinyCNN(FeaturesHead):
     """Two conv layers and a linear head: for tests and quick experiments, not a paper model."""
 
     def __init__(self, width: int = 8) -> None:
@@ -65,15 +73,6 @@ class TinyCNN(nn.Module):
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width, 2))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_detector

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import fnmatch
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from advdf.errors import ConfigError
 from advdf.models.base import Detector
 from advdf.models.checkpoint import load_detector_weights
+from advdf.registry import Registry
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {}
+DETECTORS = Registry("detector")
 
 
 def register_detector(fn: Callable[..., Detector]) -> Callable[..., Detector]:
     """Register a detector factory under its function name."""
-    name = fn.__name__
-    if name in _DETECTORS:
-        warnings.warn(f"detector {name!r} registered twice; the later definition wins", stacklevel=2)
-    _DETECTORS[name] = fn
-    return fn
+    return DETECTORS.register(fn, fn.__name__)
 
 
 def list_detectors(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _DETECTORS if fnmatch.fnmatch(n, pattern))
+    return DETECTORS.names(pattern)
 
 
 def create_detector(
@@ -41,9 +35,7 @@ def create_detector(
         checkpoint_path: local weights (``.safetensors``, or a ``.ckpt``/``.pt`` read with ``weights_only=True``).
         **kwargs: forwarded to the factory (e.g. ``input_size``).
     """
-    if name not in _DETECTORS:
-        raise ConfigError(f"unknown detector {name!r}; registered: {', '.join(list_detectors())}")
-    detector = _DETECTORS[name](pretrained=pretrained, **kwargs)
+    detector = DETECTORS.get(name)(pretrained=pretrained, **kwargs)
     if checkpoint_path:
         load_detector_weights(detector, checkpoint_path)
     return detector

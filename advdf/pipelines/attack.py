@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from advdf.attacks import base as attack_base
+from advdf.attacks import losses as attack_losses
 from advdf.attacks.base import Attack
 from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.data.dataset import FrameDataset
@@ -25,6 +29,7 @@ from advdf.pipelines.common import (
     load_trained_detector,
     resolve_device,
 )
+from advdf.utils.io import digest
 from advdf.utils.logging_setup import finish_wandb
 
 log = logging.getLogger(__name__)
@@ -34,11 +39,21 @@ def selected_positions(dataset: FrameDataset, limit: int | None) -> list[int]:
     return list(range(len(dataset) if limit is None else min(limit, len(dataset))))
 
 
+def attack_code_digest(target: str) -> str:
+    """Digest of the attack's implementation (its module, the base class, the losses).
+
+    Part of the cache key, so changing how an attack computes invalidates its cached sets.
+    """
+    modules = {sys.modules[get_class(target).__module__], attack_base, attack_losses}
+    return digest(sorted(inspect.getsource(m) for m in modules))
+
+
 def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, positions: list[int]) -> AdversarialCache:
     """The cache of ``attack_cfg`` against the detector at ``cfg.checkpoint`` on ``positions`` of ``dataset``."""
     key = {
         "detector": {"name": cfg.model.name, "weights_sha256": file_digest(cfg.checkpoint)},
         "attack": OmegaConf.to_container(attack_cfg, resolve=True),
+        "attack_code": attack_code_digest(attack_cfg._target_),
         "data": {"name": cfg.data.name, "split": cfg.split, "input_size": dataset.input_size,
                  "rows": [dataset.rows[p]["row"] for p in positions],
                  "index_sha256": file_digest(Path(cfg.data.prepared_dir) / "index.csv")},

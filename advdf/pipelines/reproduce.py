@@ -56,10 +56,10 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Path:
     ours: dict[tuple[str, str, str], float] = {}
     report: dict = {"scale": scale, "overrides": overrides, "detectors": {}}
     t_start = time.perf_counter()
-    for det in plan.reproduce.detectors:
+    for det, train_overrides in plan.reproduce.detectors.items():
         ov = [*base, f"model={det}"]
         t0 = time.perf_counter()
-        train_metrics = ensure_trained(ov)
+        train_metrics = ensure_trained([*ov, *train_overrides])
         t_train = time.perf_counter() - t0
         attack_cfg, eval_cfg = compose_config("attack", ov), compose_config("evaluate", ov)
         datamodule = build_datamodule(attack_cfg)

@@ -27,14 +27,14 @@ def table2_cells(ours: dict[tuple[str, str, str], float]) -> list[dict]:
     """Long-format cells of Table 2: one per (detector, attack, defense) with ``ours`` and ``paper``.
 
     Args:
-        ours: accuracy keyed by (detector, attack, defense column) for what was computed. Attacks advdf runs
-            beyond the paper's (e.g. FGSM) are appended after the paper's rows with no paper value.
+        ours: accuracy keyed by (detector, attack, defense column) for what was computed. Attacks advdf ran
+            beyond the paper's (e.g. FGSM) get rows after the paper's, with no paper value.
     """
     paper = {(r["detector"], r["attack"], d): float(r[d])
              for r in paper_values.load("jin2025_table2_attack_defense_accuracy") for d in TABLE2_DEFENSES}
-    extra_attacks = sorted({a for _, a, _ in ours} - set(TABLE2_ATTACKS))
     cells = []
     for det in TABLE2_DETECTORS:
+        extra_attacks = sorted({a for d, a, _ in ours if d == det} - set(TABLE2_ATTACKS))
         for att in (*TABLE2_ATTACKS, *extra_attacks):
             for d in TABLE2_DEFENSES:
                 cells.append({"detector": det, "attack": att, "defense": d,
