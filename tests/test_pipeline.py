@@ -107,8 +107,8 @@ def _one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
 
 
 def test_bad_input_gives_one_clear_line(trained, tmp_path):
-    _one_line_error(run_script("attack", [*TINY, "data=ffpp_real", "data.root=/nowhere/ffpp"], trained,
-                               check=False), "data root /nowhere/ffpp does not exist")
+    real = ["model=tiny_cnn", "logger=none", "data=ffpp_real", "data.root=/nowhere/ffpp"]
+    _one_line_error(run_script("attack", real, trained, check=False), "data root /nowhere/ffpp does not exist")
     _one_line_error(run_script("attack", [*TINY, "attack.eps=1.5"], trained, check=False), "eps must be in [0, 1]")
     _one_line_error(run_script("attack", [*TINY, "attack.epsilon=0.1"], trained, check=False), "attack.epsilon")
     _one_line_error(run_script("attack", [*TINY, "variant=missing"], trained, check=False), "no trained detector")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from advdf.data.datamodule import FFPPDataModule
 from advdf.errors import CheckpointError, ConfigError
 from advdf.models import Detector, load_detector_weights
 from advdf.utils.logging_setup import default_wandb_mode
-
-log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -50,14 +47,14 @@ def build_loggers(cfg: DictConfig, run_name: str | None = None, group: str | Non
     """Instantiate ``cfg.logger`` entries; W&B gets a per-job name and defaults to offline without a key."""
     os.environ.setdefault("WANDB_MODE", default_wandb_mode())
     loggers = []
-    for key, conf in (cfg.get("logger") or {}).items():
+    for conf in (cfg.get("logger") or {}).values():
         extra = {}
         if "WandbLogger" in conf.get("_target_", ""):
             Path(conf.save_dir).mkdir(parents=True, exist_ok=True)
-            extra = {"name": run_name, "group": group, "job_type": cfg.task_name,
-                     "config": OmegaConf.to_container(cfg, resolve=True)}
-        loggers.append(instantiate(conf, **extra))
-        log.debug("logger %s ready", key)
+            extra = {"name": run_name, "group": group, "job_type": cfg.task_name}
+        logger = instantiate(conf, **extra)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(logger)
     return loggers
 
 
