@@ -15,8 +15,8 @@ EPS = 8 / 255
 DETERMINISTIC = [a for a in list_attacks() if a != "pgd"]  # PGD draws a random start
 
 
-def test_registry_has_the_foundation_attacks():
-    assert {"fgsm", "bim", "pgd"} <= set(list_attacks())
+def test_registry_has_the_table2_sign_gradient_attacks():
+    assert {"fgsm", "bim", "mifgsm", "tifgsm", "sim", "pgd"} <= set(list_attacks())
 
 
 @pytest.mark.parametrize("name", list_attacks())

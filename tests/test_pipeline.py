@@ -64,7 +64,7 @@ def test_multirun_attack_then_evaluate(trained):
     results = next((trained / "results" / "evaluate").rglob("results.csv"))
     rows = list(csv.DictReader(open(results)))
     got = {(r["attack"], r["defense"]): r for r in rows}
-    assert {a for a, _ in got} == {"clean", "fgsm", "bim", "pgd"}
+    assert {a for a, _ in got} == {"clean", "fgsm", "bim", "mifgsm", "tifgsm", "sim", "pgd"}
     assert {d for _, d in got} == {"na", "ms", "gs", "as", "jpeg70", "jpeg80", "jpeg90"}
     assert got[("pgd", "na")]["f2f"] == ""  # not generated: no invented number
     assert float(got[("bim", "na")]["f2f"]) == pytest.approx(summary["acc_adv"])

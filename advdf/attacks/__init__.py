@@ -4,10 +4,13 @@ from advdf.attacks.base import Attack, AttackOutput, IterativeAttack, eval_mode
 from advdf.attacks.bim import BIM
 from advdf.attacks.fgsm import FGSM
 from advdf.attacks.losses import LOSSES, cross_entropy, margin
+from advdf.attacks.mifgsm import MIFGSM
 from advdf.attacks.pgd import PGD
 from advdf.attacks.registry import create_attack, list_attacks, register_attack
+from advdf.attacks.sim import SIM
+from advdf.attacks.tifgsm import TIFGSM
 
 __all__ = [
-    "Attack", "AttackOutput", "IterativeAttack", "eval_mode", "BIM", "FGSM", "PGD", "LOSSES", "cross_entropy",
-    "margin", "create_attack", "list_attacks", "register_attack",
+    "Attack", "AttackOutput", "IterativeAttack", "eval_mode", "BIM", "FGSM", "MIFGSM", "PGD", "SIM", "TIFGSM",
+    "LOSSES", "cross_entropy", "margin", "create_attack", "list_attacks", "register_attack",
 ]

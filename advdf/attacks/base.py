@@ -107,6 +107,7 @@ class Attack(abc.ABC):
         self.loss_fn = get_loss(loss)
         self.batch_size = batch_size
         self.name = name or type(self).__name__.lower()
+        self._clean_logits: torch.Tensor | None = None  # set by perturb() when it evaluates the clean input
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps:.5f}, loss={self.loss_name}, targeted={self.targeted})"

@@ -1,0 +1,72 @@
+"""MI-FGSM — Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018.
+
+Norm: L-inf. BIM with a momentum term that accumulates L1-normalized gradients:
+``g_{t+1} = decay * g_t + grad / ||grad||_1`` (L1 per sample over C, H, W), then
+``x_{t+1} = Proj(x_t + alpha * sign(g_{t+1}))``. The original paper uses eps = 16/255, 10 steps,
+alpha = eps / steps and decay = 1.0. With ``decay=0`` it is exactly BIM (the normalization is a positive
+per-sample scale, so the sign is unchanged). ``nesterov=True`` evaluates the gradient at the look-ahead point
+``x_t + alpha * decay * g_t`` (NI-FGSM, Lin et al., ICLR 2020).
+
+This class is also the loop TI-FGSM and SIM reuse: they override :meth:`MIFGSM._gradient` (what gradient is
+taken) and :meth:`MIFGSM._smooth` (how it is transformed before normalization).
+
+Args:
+    model: detector on [0, 1] input.
+    eps: budget (default 16/255).
+    alpha: step size (default ``eps / steps``).
+    steps: iterations (default 10).
+    decay: momentum factor mu (default 1.0).
+    nesterov: take the gradient at the Nesterov look-ahead point (default False).
+    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advdf.attacks.base import IterativeAttack, parse_budget
+from advdf.attacks.registry import register_attack
+from advdf.errors import ConfigError
+
+
+@register_attack
+class MIFGSM(IterativeAttack):
+    def __init__(self, model: nn.Module, eps: float | str = 16 / 255, alpha: float | str | None = None,
+                 steps: int = 10, decay: float = 1.0, nesterov: bool = False, **kwargs) -> None:
+        if steps < 1:  # checked here too because the default alpha divides by it
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if alpha is None:
+            alpha = parse_budget(eps, "eps") / steps
+        super().__init__(model, eps, alpha=alpha, steps=steps, random_start=False, **kwargs)
+        if decay < 0:
+            raise ConfigError(f"decay must be non-negative, got {decay}")
+        self.decay = float(decay)
+        self.nesterov = nesterov
+
+    def _gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(logits of ``x_adv``, gradient of the objective at ``x_adv``, forward+backward passes spent)."""
+        logits, grad = self.objective_and_grad(x_adv, y)
+        return logits, grad, 1
+
+    def _smooth(self, grad: torch.Tensor) -> torch.Tensor:
+        """Transform applied to the raw gradient before normalization (identity for MI-FGSM)."""
+        return grad
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x_adv = x.clone()
+        g = torch.zeros_like(x)
+        calls = 0
+        for step in range(self.steps):
+            point = x_adv + self.alpha * self.decay * g if self.nesterov else x_adv
+            logits, grad, n = self._gradient(point, y)
+            calls += n
+            if step == 0:
+                self._clean_logits = logits  # g = 0 and x_adv = x here, so the point is the clean input
+            grad = self._smooth(grad)
+            # clamp_min: an all-zero gradient (saturated loss) must give a zero step, not NaN
+            l1 = grad.abs().sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            g = self.decay * g + grad / l1
+            x_adv = self.project(x_adv + self.alpha * g.sign(), x)
+        # The logits of the last step belong to the previous iterate, so the final point needs one forward.
+        return x_adv, self.logits(x_adv), calls
