@@ -24,11 +24,12 @@ from advdf.pipelines.common import (
     load_trained_detector,
     resolve_device,
 )
+from advdf.pipelines.tables import MISSING
 from advdf.utils.io import atomic_write_text
 from advdf.utils.logging_setup import finish_wandb
 
 log = logging.getLogger(__name__)
-MISSING = "—"
+
 
 
 def _stack(dataset: FrameDataset, positions: list[int]) -> dict[str, torch.Tensor]:
