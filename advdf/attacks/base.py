@@ -2,7 +2,9 @@
 
 It owns what every attack needs and none should re-implement: validating the budget, putting the model in
 eval mode and restoring every submodule's mode afterwards, never mutating the input, projection onto the
-eps-ball and the [0, 1] box, targeted mode (e.g. "toward real"), pluggable losses and batching.
+eps-ball and the [0, 1] box, targeted mode (e.g. "toward real"), pluggable losses, batching, per-sample
+bookkeeping (gradient calls, queries, the optional early exit) and the runtime options of the model call
+(precision, channels_last, torch.compile).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +20,8 @@ from torch import nn
 
 from advdf.attacks.losses import get_loss
 from advdf.errors import ConfigError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def parse_budget(value: float | int | str, what: str) -> float:
@@ -43,7 +47,8 @@ class AttackOutput:
         x_adv: adversarial images, same shape as the input, in [0, 1].
         logits: the model's logits on ``x_adv`` (reused for success, never recomputed).
         success: per sample, the attack reached its goal (target class, or any wrong class).
-        grad_calls: forward+backward passes spent on the batch.
+        grad_calls: per sample, forward+backward passes spent on it (int64, shape (N,)).
+        queries: per sample, gradient-free model evaluations spent on it (black-box attacks; zeros otherwise).
         clean_logits: the logits of the clean input when the attack computed them anyway (a first gradient
             step taken at ``x``), so callers need no extra forward pass; ``None`` otherwise.
     """
@@ -51,7 +56,8 @@ class AttackOutput:
     x_adv: torch.Tensor
     logits: torch.Tensor
     success: torch.Tensor
-    grad_calls: int
+    grad_calls: torch.Tensor
+    queries: torch.Tensor
     clean_logits: torch.Tensor | None = None
 
 
@@ -67,56 +73,146 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
+class ActiveSamples:
+    """The samples of a batch an attack still works on.
+
+    Without the early exit every sample stays active and :meth:`take` returns tensors unchanged (no copies).
+    With it, :meth:`retire` freezes the samples that reached their goal, together with the logits of the point
+    they reached it at, so later steps spend no forward or backward pass on them.
+
+    Args:
+        n: batch size.
+        device: where index tensors live.
+        enabled: whether fooled samples are frozen (the attack's ``early_stop``).
+    """
+
+    def __init__(self, n: int, device: torch.device, enabled: bool) -> None:
+        self.n = n
+        self.enabled = enabled
+        self.index = torch.arange(n, device=device)
+        self.frozen_logits: torch.Tensor | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.index) == self.n
+
+    @property
+    def empty(self) -> bool:
+        return len(self.index) == 0
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """The active rows of a per-sample tensor."""
+        return t if self.full else t[self.index]
+
+    def put(self, dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        """Write the active rows ``src`` into ``dst``; returns the updated tensor."""
+        if self.full:
+            return src
+        dst[self.index] = src
+        return dst
+
+    def retire(self, logits: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor | None:
+        """Freeze the active samples marked ``fooled`` (their current point is final).
+
+        Returns the keep-mask over the previously active rows, or ``None`` when nothing was retired.
+        """
+        if not self.enabled or not bool(fooled.any()):
+            return None
+        if self.frozen_logits is None:
+            self.frozen_logits = logits.new_zeros(self.n, logits.shape[1])
+        self.frozen_logits[self.index[fooled]] = logits[fooled]
+        self.index = self.index[~fooled]
+        return ~fooled
+
+    def final_logits(self, x_adv: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Logits of the final points: frozen samples reuse theirs, active ones take one forward pass."""
+        if self.frozen_logits is None:
+            return forward(x_adv)
+        out = self.frozen_logits
+        if not self.empty:
+            out[self.index] = forward(x_adv[self.index])
+        return out
+
+
 class Attack(abc.ABC):
     """Base class: subclasses implement :meth:`perturb` on one batch.
 
     Args:
         model: a detector taking [0, 1] input and returning logits (N, C).
-        eps: L-inf budget in [0, 1] (pixel scale, e.g. 16/255).
+        eps: budget in the attack's norm (pixel scale, e.g. 16/255 for L-inf). Minimum-norm L2 attacks accept
+            ``None`` (no cap).
         targeted: attack toward ``target`` instead of away from the true label.
         target: class index the targeted attack aims for (0 = "real").
         loss: objective name, ``"ce"`` or ``"margin"`` (seed 001's margin toward "real").
         batch_size: split inputs into chunks of this size (``None`` = one chunk).
         name: label used in results and cache keys (default: the class name, lower-case).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast of the model call; the perturbation,
+            projection and losses stay in float32.
+        channels_last: run the model in channels_last memory format (restored afterwards).
+        compile: call the model through ``torch.compile`` (compiled once per attack object).
+        early_stop: freeze each sample once it is fooled (quick scans, minimum-norm use). Off by default: a paper
+            table needs the full fixed-budget attack.
 
     Budgets (``eps``, ``alpha``) accept numbers or fraction strings such as ``"16/255"``.
     """
 
     norm = "linf"
+    black_box = False  # black-box attacks never call backward and count queries instead of gradient calls
+    eps_optional = False  # minimum-norm attacks may run without a cap
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float | str = 8 / 255,
+        eps: float | str | None = 8 / 255,
         targeted: bool = False,
         target: int = 0,
         loss: str = "ce",
         batch_size: int | None = None,
         name: str | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002 - the option's public name
+        early_stop: bool = False,
     ) -> None:
-        eps = parse_budget(eps, "eps")
-        if not 0.0 <= eps <= 1.0:
-            raise ConfigError(f"eps must be in [0, 1] (pixel scale, e.g. 16/255), got {eps!r}")
+        if eps is None and not self.eps_optional:
+            raise ConfigError(f"{type(self).__name__} needs a budget eps")
+        if eps is not None:
+            eps = parse_budget(eps, "eps")
+            if self.norm == "linf" and not 0.0 <= eps <= 1.0:
+                raise ConfigError(f"eps must be in [0, 1] (pixel scale, e.g. 16/255), got {eps!r}")
+            if eps < 0:
+                raise ConfigError(f"eps must be non-negative, got {eps!r}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown attack precision {precision!r}; choose one of {sorted(PRECISIONS)}")
         self.model = model
-        self.eps = float(eps)
+        self.eps = None if eps is None else float(eps)
         self.targeted = targeted
         self.target = target
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
         self.batch_size = batch_size
         self.name = name or type(self).__name__.lower()
+        self.precision = precision
+        self.channels_last = channels_last
+        self.compile = compile
+        self.early_stop = early_stop
+        self._compiled: nn.Module | None = None
         self._clean_logits: torch.Tensor | None = None  # set by perturb() when it evaluates the clean input
+        self._queries: torch.Tensor | None = None  # set by black-box perturb(): per-sample model evaluations
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps:.5f}, loss={self.loss_name}, targeted={self.targeted})"
+        eps = "None" if self.eps is None else f"{self.eps:.5f}"
+        return f"{type(self).__name__}(eps={eps}, norm={self.norm}, loss={self.loss_name}, targeted={self.targeted})"
 
     @abc.abstractmethod
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Attack one batch; ``y`` is the goal label. Returns (x_adv, logits on x_adv, grad_calls).
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int | torch.Tensor]:
+        """Attack one batch; ``y`` is the goal label. Returns (x_adv, logits on x_adv, gradient calls).
 
-        An attack that evaluates the clean input anyway may store those logits in ``self._clean_logits``.
+        Gradient calls are an int (the same for every sample) or a per-sample tensor. An attack that evaluates
+        the clean input anyway may store those logits in ``self._clean_logits``; a black-box attack stores its
+        per-sample query counts in ``self._queries``.
         """
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -130,34 +226,63 @@ class Attack(abc.ABC):
             raise ConfigError("attack input must be finite images in [0, 1] (normalization belongs inside the model)")
         goal = torch.full_like(y, self.target) if self.targeted else y
         chunk = self.batch_size or x.shape[0]
-        outs, cleans = [], []
-        with eval_mode(self.model):
+        x_advs, logits, calls, queries, cleans = [], [], [], [], []
+        with eval_mode(self.model), self._memory_format():
             for xs, gs in zip(x.split(chunk), goal.split(chunk), strict=True):
-                self._clean_logits = None
-                x_adv, logits, calls = self.perturb(xs.detach().clone(), gs)
-                outs.append((x_adv.detach(), logits.detach(), calls))
+                self._clean_logits, self._queries = None, None
+                x_adv, lg, n_calls = self.perturb(xs.detach().clone(), gs)
+                x_advs.append(x_adv.detach())
+                logits.append(lg.detach().float())
+                calls.append(torch.as_tensor(n_calls, dtype=torch.long).expand(len(xs)).cpu())
+                queries.append(torch.zeros(len(xs), dtype=torch.long) if self._queries is None
+                               else self._queries.detach().long().cpu())
                 cleans.append(self._clean_logits)
-        x_adv = torch.cat([o[0] for o in outs])
-        logits = torch.cat([o[1] for o in outs])
+        logits_all = torch.cat(logits)
         clean = torch.cat(cleans) if all(c is not None for c in cleans) else None
-        return AttackOutput(x_adv, logits, self.succeeded(logits, goal), sum(o[2] for o in outs), clean)
+        return AttackOutput(torch.cat(x_advs), logits_all, self.succeeded(logits_all, goal), torch.cat(calls),
+                            torch.cat(queries), clean)
 
     def succeeded(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         pred = logits.argmax(1)
         return pred == goal if self.targeted else pred != goal
 
+    # --- the model call -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _memory_format(self) -> Iterator[None]:
+        if not self.channels_last:
+            yield
+            return
+        self.model.to(memory_format=torch.channels_last)
+        try:
+            yield
+        finally:
+            self.model.to(memory_format=torch.contiguous_format)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits on ``x`` under the attack's precision, memory format and compilation."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model = self.model
+        if self.compile:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.model)
+            model = self._compiled
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(device_type=x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return model(x).float()
+
     # --- helpers for subclasses -------------------------------------------------------------------------
     def objective_and_grad(self, x_adv: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward+backward: (logits, d objective / d x_adv). The logits are those of ``x_adv``."""
         x_adv = x_adv.detach().requires_grad_(True)
-        logits = self.model(x_adv)
+        logits = self.forward(x_adv)
         objective = self.loss_fn(logits, goal, self.targeted).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         return logits.detach(), grad
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.forward(x)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Onto the L-inf eps-ball around ``x`` intersected with [0, 1]."""
@@ -185,14 +310,23 @@ class IterativeAttack(Attack):
         self.steps = int(steps)
         self.random_start = random_start
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_adv = x.clone()
         if self.random_start:
             x_adv = self.project(x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
+        active = ActiveSamples(len(x), x.device, self.early_stop)
+        calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
         for step in range(self.steps):
-            logits, grad = self.objective_and_grad(x_adv, y)
+            xa, xc, ya = active.take(x_adv), active.take(x), active.take(y)
+            logits, grad = self.objective_and_grad(xa, ya)
+            calls[active.index] += 1
             if step == 0 and not self.random_start:
                 self._clean_logits = logits  # the first step is taken at x: these are the clean logits
-            x_adv = self.project(x_adv + self.alpha * grad.sign(), x)
+            keep = active.retire(logits, self.succeeded(logits, ya))
+            if keep is not None:  # fooled samples stay where they are
+                xa, xc, grad = xa[keep], xc[keep], grad[keep]
+                if active.empty:
+                    break
+            x_adv = active.put(x_adv, self.project(xa + self.alpha * grad.sign(), xc))
         # The logits of the last step belong to the previous iterate, so the final point needs one forward.
-        return x_adv, self.logits(x_adv), self.steps
+        return x_adv, active.final_logits(x_adv, self.logits), calls

@@ -20,7 +20,10 @@ def perturbation_norms(x_adv: torch.Tensor, x: torch.Tensor) -> dict[str, torch.
 
 
 def check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float | None, norm: str = "linf") -> None:
-    """Raise :class:`AdversarialCheckError` unless ``x_adv`` is finite, in [0, 1] and inside its eps-ball."""
+    """Raise :class:`AdversarialCheckError` unless ``x_adv`` is finite, in [0, 1] and inside its eps-ball.
+
+    ``eps=None`` (a minimum-norm attack without a cap) checks finiteness and the box only.
+    """
     if x_adv.shape != x.shape:
         raise AdversarialCheckError(f"adversarial batch has shape {tuple(x_adv.shape)}, clean {tuple(x.shape)}")
     if not torch.isfinite(x_adv).all():
@@ -28,7 +31,15 @@ def check_adversarial(x_adv: torch.Tensor, x: torch.Tensor, eps: float | None, n
     lo, hi = x_adv.min().item(), x_adv.max().item()
     if lo < -TOLERANCE or hi > 1 + TOLERANCE:
         raise AdversarialCheckError(f"adversarial examples leave [0, 1]: range [{lo:.6f}, {hi:.6f}]")
-    if eps is not None and norm == "linf":
+    if eps is None:
+        return
+    if norm == "linf":
         worst = (x_adv - x).abs().amax().item()
         if worst > eps + TOLERANCE:
             raise AdversarialCheckError(f"perturbation L-inf {worst:.6f} exceeds eps {eps:.6f}")
+    elif norm == "l2":
+        worst = (x_adv - x).flatten(1).norm(dim=1).amax().item()
+        if worst > eps * (1 + TOLERANCE) + TOLERANCE:
+            raise AdversarialCheckError(f"perturbation L2 {worst:.6f} exceeds eps {eps:.6f}")
+    else:
+        raise AdversarialCheckError(f"unknown perturbation norm {norm!r} (linf or l2)")

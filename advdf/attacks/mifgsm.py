@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import IterativeAttack, parse_budget
+from advdf.attacks.base import ActiveSamples, IterativeAttack, parse_budget
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -53,20 +53,29 @@ class MIFGSM(IterativeAttack):
         """Transform applied to the raw gradient before normalization (identity for MI-FGSM)."""
         return grad
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_adv = x.clone()
         g = torch.zeros_like(x)
-        calls = 0
+        active = ActiveSamples(len(x), x.device, self.early_stop)
+        calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
         for step in range(self.steps):
-            point = x_adv + self.alpha * self.decay * g if self.nesterov else x_adv
-            logits, grad, n = self._gradient(point, y)
-            calls += n
+            xa, xc, ya, ga = active.take(x_adv), active.take(x), active.take(y), active.take(g)
+            point = xa + self.alpha * self.decay * ga if self.nesterov else xa
+            logits, grad, n = self._gradient(point, ya)
+            calls[active.index] += n
             if step == 0:
                 self._clean_logits = logits  # g = 0 and x_adv = x here, so the point is the clean input
+            # Nesterov's logits belong to the look-ahead point, not to x_adv: no early exit on them.
+            keep = None if self.nesterov else active.retire(logits, self.succeeded(logits, ya))
+            if keep is not None:  # fooled samples stay where they are
+                xa, xc, ga, grad = xa[keep], xc[keep], ga[keep], grad[keep]
+                if active.empty:
+                    break
             grad = self._smooth(grad)
             # clamp_min: an all-zero gradient (saturated loss) must give a zero step, not NaN
             l1 = grad.abs().sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-            g = self.decay * g + grad / l1
-            x_adv = self.project(x_adv + self.alpha * g.sign(), x)
+            ga = self.decay * ga + grad / l1
+            g = active.put(g, ga)
+            x_adv = active.put(x_adv, self.project(xa + self.alpha * ga.sign(), xc))
         # The logits of the last step belong to the previous iterate, so the final point needs one forward.
-        return x_adv, self.logits(x_adv), calls
+        return x_adv, active.final_logits(x_adv, self.logits), calls

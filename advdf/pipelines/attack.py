@@ -79,7 +79,7 @@ def attack_shard(attack: Attack, loader: DataLoader, device: torch.device) -> di
             "x_adv": out.x_adv.float(), "position": batch["position"], "row": batch["index"], "label": batch["label"],
             "video": batch["video"], "clean_pred": clean_logits.argmax(1), "adv_pred": out.logits.argmax(1),
             "success": out.success.to(torch.uint8), **perturbation_norms(out.x_adv, x),
-            "time_s": torch.full((n,), elapsed / n), "grad_calls": torch.full((n,), out.grad_calls),
+            "time_s": torch.full((n,), elapsed / n), "grad_calls": out.grad_calls, "queries": out.queries,
         }
         for k, v in fields.items():
             parts.setdefault(k, []).append(v.cpu())
@@ -101,7 +101,7 @@ class _Positioned(torch.utils.data.Dataset):
 
 def summarize(cache: AdversarialCache) -> dict:
     cols = {k: torch.cat([s[k] for s in cache.shards()]) for k in
-            ("label", "clean_pred", "adv_pred", "success", "linf", "l2", "l0", "time_s", "grad_calls")}
+            ("label", "clean_pred", "adv_pred", "success", "linf", "l2", "l0", "time_s", "grad_calls", "queries")}
     acc_clean = (cols["clean_pred"] == cols["label"]).float().mean().item()
     acc_adv = (cols["adv_pred"] == cols["label"]).float().mean().item()
     return {
@@ -112,6 +112,7 @@ def summarize(cache: AdversarialCache) -> dict:
         "linf_max": cols["linf"].max().item(), "l2_mean": cols["l2"].mean().item(),
         "l0_mean": cols["l0"].mean().item(), "time_s": cols["time_s"].sum().item(),
         "grad_calls_mean": cols["grad_calls"].float().mean().item(),
+        "queries_mean": cols["queries"].float().mean().item(),
     }
 
 

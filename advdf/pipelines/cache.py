@@ -19,7 +19,7 @@ from advdf.errors import DataError
 from advdf.utils.io import atomic_write_json, digest
 
 SHARD_FIELDS = ("x_adv", "position", "row", "label", "video", "clean_pred", "adv_pred", "success",
-                "linf", "l2", "l0", "time_s", "grad_calls")
+                "linf", "l2", "l0", "time_s", "grad_calls", "queries")
 
 
 class AdversarialCache:

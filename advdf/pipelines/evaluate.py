@@ -12,7 +12,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from advdf.attacks.base import parse_budget
 from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
 from advdf.metrics import detection_report
@@ -29,7 +28,6 @@ from advdf.utils.io import atomic_write_text
 from advdf.utils.logging_setup import finish_wandb
 
 log = logging.getLogger(__name__)
-
 
 
 def _stack(dataset: FrameDataset, positions: list[int]) -> dict[str, torch.Tensor]:
@@ -71,13 +69,13 @@ def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDatas
                         "python attack.py attack=%s model=%s", name, cache.directory, MISSING, name, cfg.model.name)
             rows += [{"attack": name, "defense": d, "n": 0} for d in defenses]
             continue
-        eps = parse_budget(attack_cfg.eps, "eps")
+        attack = instantiate(attack_cfg)(model=detector)  # its resolved budget and norm, for the re-check
         adv_preds: dict[str, list] = {d: [] for d in defenses}
         adv_labels, adv_videos = [], []
         for shard in tqdm(cache.shards(), total=cache.num_shards, desc=name, unit="shard"):
             pos = shard["position"].tolist()
             clean = _stack(dataset, pos)
-            check_adversarial(shard["x_adv"], clean["image"], eps)
+            check_adversarial(shard["x_adv"], clean["image"], attack.eps, attack.norm)
             for start in range(0, len(pos), cfg.batch_size):
                 x_adv = shard["x_adv"][start:start + cfg.batch_size].to(device)
                 for d, p in _predict(detector, defenses, x_adv).items():
