@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= smoke
 ARGS ?=
 
-.PHONY: install test test-fast lint reproduce-table2 clean help
+.PHONY: install test test-fast lint reproduce-table2 reproduce-kra bench-attacks clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,12 @@ lint: $(STAMP)  ## ruff
 
 reproduce-table2: $(STAMP)  ## seed 000 Table 2 (attacks x defenses); SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce table2 --scale $(SCALE) $(ARGS)
+
+reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper
+	$(PY) -m advdf.pipelines.reproduce kra --scale $(SCALE) $(ARGS)
+
+bench-attacks: $(STAMP)  ## time each attack against torchattacks on one model and batch (CPU or GPU)
+	$(PY) -m advdf.pipelines.bench_attacks $(ARGS)
 
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf outputs multirun artifacts wandb .pytest_cache

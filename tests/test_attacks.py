@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from advdf.attacks import create_attack, list_attacks
+from advdf.attacks.registry import ATTACKS
 from advdf.attacks.base import parse_budget
 from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.attacks.losses import cross_entropy, margin
 from advdf.errors import AdversarialCheckError, ConfigError
 
 EPS = 8 / 255
-DETERMINISTIC = [a for a in list_attacks() if a != "pgd"]  # PGD draws a random start
+DETERMINISTIC = [a for a in list_attacks() if ATTACKS.get(a).deterministic]
 
 
 def test_registry_has_the_table2_sign_gradient_attacks():

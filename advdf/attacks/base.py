@@ -159,6 +159,7 @@ class Attack(abc.ABC):
     norm = "linf"
     black_box = False  # black-box attacks never call backward and count queries instead of gradient calls
     eps_optional = False  # minimum-norm attacks may run without a cap
+    deterministic = True  # same input, same output; False for attacks that draw random numbers (seed them)
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from advdf.attacks.registry import register_attack
 
 @register_attack
 class PGD(IterativeAttack):
+    deterministic = False  # the random start
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, alpha: float | str = 2 / 255, steps: int = 10,
                  random_start: bool = True, **kwargs) -> None:
         super().__init__(model, eps, alpha=alpha, steps=steps, random_start=random_start, **kwargs)
