@@ -1,0 +1,189 @@
+"""APGD — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", ICML 2020 (Algorithm 1, the L-inf version).
+
+Norm: L-inf. PGD with momentum whose step size adapts per sample. The step size starts at ``2 * eps``; at the
+checkpoints ``w_j = ceil(p_j * steps)`` with ``p_0 = 0``, ``p_1 = 0.22``,
+``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`` it is halved, and the sample restarts from its best point,
+when either
+
+1. the objective increased in fewer than ``rho * (w_j - w_{j-1})`` of the steps since the last checkpoint, or
+2. the step size was not halved at the last checkpoint and the best objective has not improved since then.
+
+One iteration is ``z = P(x_k + eta * sign(grad))``, ``x_{k+1} = P(x_k + momentum * (z - x_k) +
+(1 - momentum) * (x_k - x_{k-1}))`` (the first step is a plain signed step). The paper's defaults: 100
+iterations, ``rho = 0.75``, momentum 0.75, a random start, the CE loss (APGD-CE); AutoAttack's "plus" version
+uses 5 restarts, Pinhasov et al. (seed 001) 100 iterations and 5 restarts at eps 16/255.
+
+advdf's bookkeeping: ``steps`` iterations spend ``steps`` forward+backward passes per sample (the gradient at
+the start and at each iterate but the last) plus one forward of the last iterate, the same budget as PGD with
+``steps`` steps. The returned point of a sample is its best point: an adversarial one whenever one was met
+(the highest objective among those), else the highest objective overall; its logits were computed there, so
+no extra forward is spent. The random start is uniform in the eps-ball (as advdf's PGD). After a halving the
+sample restarts at its best point with no momentum (the previous iterate is set to the best point too) and with
+the gradient stored at that point. Restarts after the first attack only the samples not fooled yet, from a new
+random start; ``grad_calls`` add up over restarts. ``early_stop`` freezes a sample at the first point that
+fools it (no further passes on it). The DLR loss is not offered: it divides by ``z_pi1 - z_pi3`` and needs
+at least three classes, while detectors have two.
+
+Args:
+    model: detector on [0, 1] input.
+    eps: L-inf budget (paper: 8/255 on CIFAR-10; default 8/255).
+    steps: iterations N (paper: 100).
+    n_restarts: random restarts (paper: 1 for APGD-CE in AutoAttack, 5 in its "plus" version).
+    rho: condition-1 threshold on the fraction of increasing steps (paper: 0.75).
+    momentum: weight of the new step against the previous direction, alpha in the paper (paper: 0.75).
+    **kwargs: ``targeted``, ``target``, ``loss`` (``"ce"`` or ``"margin"``), ``batch_size``, ``precision``,
+        ``channels_last``, ``compile``, ``early_stop``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from advdf.attacks.base import Attack
+from advdf.attacks.registry import register_attack
+from advdf.errors import ConfigError
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations ``w_j = ceil(p_j * steps)`` (j >= 1, below ``steps``) at which step sizes may halve."""
+    p_prev, p = 0.0, 0.22
+    out: list[int] = []
+    while True:
+        w = math.ceil(round(p * steps, 6))  # round: 0.41 * 100 must give 41, not 42
+        if w >= steps:
+            return out
+        if not out or w > out[-1]:
+            out.append(w)
+        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
+
+
+@register_attack
+class APGD(Attack):
+    deterministic = False  # the random start
+
+    def __init__(self, model: nn.Module, eps: float | str = 8 / 255, steps: int = 100, n_restarts: int = 1,
+                 rho: float = 0.75, momentum: float = 0.75, **kwargs) -> None:
+        if kwargs.get("loss") == "dlr":  # checked first: the loss registry does not know "dlr"
+            raise ConfigError("APGD loss='dlr' needs at least 3 classes (it divides by z_pi1 - z_pi3) but "
+                              "detectors have two classes; use loss=ce (or loss=margin)")
+        super().__init__(model, eps, **kwargs)
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if n_restarts < 1:
+            raise ConfigError(f"n_restarts must be at least 1, got {n_restarts}")
+        if not 0 < rho <= 1:
+            raise ConfigError(f"rho must be in (0, 1], got {rho}")
+        if not 0 < momentum <= 1:
+            raise ConfigError(f"momentum must be in (0, 1], got {momentum}")
+        self.steps = int(steps)
+        self.n_restarts = int(n_restarts)
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self.checkpoints = apgd_checkpoints(self.steps)
+        # per restart of the last batch: (steps, n) step size used by each update, for inspection
+        self.step_size_trace: list[torch.Tensor] = []
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.step_size_trace = []
+        x_out, logits_out, obj_out, adv_out, calls = self._run(x, y)
+        for _ in range(1, self.n_restarts):
+            todo = (~adv_out).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            xr, lgr, objr, advr, callsr = self._run(x[todo], y[todo])
+            calls[todo] += callsr
+            better = (advr & ~adv_out[todo]) | ((advr == adv_out[todo]) & (objr > obj_out[todo]))
+            sel = todo[better]
+            x_out[sel], logits_out[sel], obj_out[sel], adv_out[sel] = xr[better], lgr[better], objr[better], advr[better]
+        return x_out, logits_out, calls
+
+    def _evaluate(self, x_adv: torch.Tensor, goal: torch.Tensor, with_grad: bool):
+        """(logits, objective, gradient or None) at ``x_adv``; one forward(+backward) pass."""
+        if with_grad:
+            x_adv = x_adv.detach().requires_grad_(True)
+            logits = self.forward(x_adv)
+            obj = self.loss_fn(logits, goal, self.targeted)
+            (grad,) = torch.autograd.grad(obj.sum(), x_adv)
+            return logits.detach(), obj.detach(), grad
+        logits = self.logits(x_adv)
+        return logits, self.loss_fn(logits, goal, self.targeted), None
+
+    def _run(self, x: torch.Tensor, goal: torch.Tensor):
+        """One APGD run from a random start on the whole batch.
+
+        Returns the best point per sample with its logits, objective and adversarial flag, and the
+        forward+backward passes spent per sample.
+        """
+        n = len(x)
+        calls = torch.zeros(n, dtype=torch.long, device=x.device)
+        trace = torch.full((self.steps, n), float("nan"), device=x.device)
+        x0 = self.project(x + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
+        logits, f, grad = self._evaluate(x0, goal, with_grad=True)
+        calls += 1
+        adv = self.succeeded(logits, goal)
+        # what is returned: best adversarial point, else best objective (full batch, written as samples advance)
+        x_out, logits_out, obj_out, adv_out = x0.clone(), logits.clone(), f.clone(), adv.clone()
+        idx = torch.arange(n, device=x.device)  # original rows of the samples still iterated
+        eta = torch.full((n,), 2 * self.eps, device=x.device)
+        # the active samples' state, compacted when early_stop retires fooled ones
+        s = {
+            "x": x, "goal": goal, "cur": x0, "prev": x0, "grad": grad, "f": f, "eta": eta,
+            "best": x0.clone(), "best_grad": grad.clone(), "fmax": f.clone(),
+            "fmax_check": f.clone(), "reduced": torch.zeros(n, dtype=torch.bool, device=x.device),
+            "increases": torch.zeros(n, device=x.device),
+        }
+        if self.early_stop and bool(adv.any()):
+            s = {k: v[~adv] for k, v in s.items()}
+            idx = idx[~adv]
+        checkpoints = set(self.checkpoints)
+        last_check = 0
+        for k in range(self.steps):
+            if len(idx) == 0:
+                break
+            eta_b = s["eta"].view(-1, 1, 1, 1)
+            trace[k, idx] = s["eta"]
+            z = self.project(s["cur"] + eta_b * s["grad"].sign(), s["x"])
+            if k == 0:
+                new = z
+            else:
+                step = self.momentum * (z - s["cur"]) + (1 - self.momentum) * (s["cur"] - s["prev"])
+                new = self.project(s["cur"] + step, s["x"])
+            last = k == self.steps - 1  # the last iterate needs its objective only, not a gradient
+            logits, f, grad = self._evaluate(new, s["goal"], with_grad=not last)
+            if not last:
+                calls[idx] += 1
+            adv = self.succeeded(logits, s["goal"])
+            # the returned point: adversarial beats non-adversarial, then the higher objective
+            better = (adv & ~adv_out[idx]) | ((adv == adv_out[idx]) & (f > obj_out[idx]))
+            sel = idx[better]
+            x_out[sel], logits_out[sel], obj_out[sel], adv_out[sel] = new[better], logits[better], f[better], adv[better]
+            if last:
+                break
+            increased = f > s["f"]
+            s["prev"], s["cur"], s["grad"], s["f"] = s["cur"], new, grad, f
+            up = f > s["fmax"]  # x_max of the paper: the highest objective so far
+            s["fmax"] = torch.where(up, f, s["fmax"])
+            s["best"][up], s["best_grad"][up] = new[up], grad[up]
+            if k in checkpoints:  # k = w_j: x^(w_j + 1) is evaluated; the window counts pairs w_{j-1}..w_j - 1
+                window = k - last_check
+                cond1 = s["increases"] < self.rho * window
+                cond2 = ~s["reduced"] & (s["fmax"] <= s["fmax_check"])
+                halve = cond1 | cond2
+                s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
+                # restart from the best point, without momentum, with the gradient stored there
+                s["cur"][halve], s["prev"][halve] = s["best"][halve], s["best"][halve]
+                s["grad"][halve] = s["best_grad"][halve]
+                s["f"] = torch.where(halve, s["fmax"], s["f"])
+                s["reduced"], s["fmax_check"] = halve, s["fmax"].clone()
+                s["increases"] = torch.zeros_like(s["increases"])
+                last_check = k
+            s["increases"] = s["increases"] + increased.float()
+            if self.early_stop and bool(adv.any()):
+                s = {key: v[~adv] for key, v in s.items()}
+                idx = idx[~adv]
+        self.step_size_trace.append(trace)
+        return x_out, logits_out, obj_out, adv_out, calls

@@ -1,0 +1,129 @@
+"""DeepFool — Moosavi-Dezfooli, Fawzi & Frossard, "DeepFool: a simple and accurate method to fool deep neural
+networks", CVPR 2016.
+
+Norm: L2, minimum-norm. Each iteration linearizes the classifier at the current point and steps to the
+closest linearized boundary. With ``f_k = Z_k - Z_y`` and ``w_k = grad f_k``, the step is
+``r = (|f_l| + 1e-4) / ||w_l||^2 * w_l`` toward the class ``l = argmin_{k != y} |f_k| / ||w_k||``; the steps add
+up to ``r_tot`` and the iterate is ``x + (1 + overshoot) * r_tot``. A sample stops as soon as it is fooled.
+The paper's defaults: overshoot 0.02, at most 50 iterations.
+
+advdf's choices:
+
+* Two logits (every detector): the only other class is the boundary, ``f = Z_other - Z_y`` needs ONE backward
+  per iteration for the whole batch (the samples do not interact). More logits: the Jacobian rows come from
+  one backward per class over the batch (C backward passes after one forward), counted as C gradient calls.
+* Per-sample stopping, vectorized: each iteration forwards only the samples not fooled yet; a sample's logits
+  are those of the forward that found it fooled (the first one gives the clean logits), and samples still
+  unfooled after ``steps`` iterations take one last forward (no backward) at their final point. A sample's
+  ``grad_calls`` count the iterations in which its gradient was taken.
+* The iterate is clipped to [0, 1]: ``x_adv = clip(x + (1 + overshoot) * r_tot, 0, 1)``.
+* ``targeted=True`` is supported for two logits only, where it means pushing toward ``target`` (the other
+  class of the sample's source class); DeepFool itself is untargeted.
+* ``eps`` (optional, default ``None``) caps the L2 norm: the final points are projected onto the L2 ball of
+  radius ``eps`` (then clipped to [0, 1]) and the projected samples take one forward for their logits.
+* ``early_stop`` has no effect: DeepFool always stops a sample once it is fooled.
+
+Args:
+    model: detector on [0, 1] input.
+    eps: optional L2 cap (default None: no cap, as in the paper).
+    steps: maximum iterations (paper: 50).
+    overshoot: relative overshoot of the accumulated step (paper: 0.02).
+    **kwargs: ``targeted``, ``target``, ``batch_size``, ``precision``, ``channels_last``, ``compile``.
+        DeepFool has no loss: ``loss`` is not an option.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advdf.attacks.base import Attack
+from advdf.attacks.cw import project_l2
+from advdf.attacks.registry import register_attack
+from advdf.errors import ConfigError
+
+NORM_FLOOR = 1e-12  # a zero gradient gives a zero step instead of NaN
+
+
+@register_attack
+class DeepFool(Attack):
+    norm = "l2"
+    eps_optional = True
+
+    def __init__(self, model: nn.Module, eps: float | str | None = None, steps: int = 50, overshoot: float = 0.02,
+                 **kwargs) -> None:
+        if "loss" in kwargs:
+            raise ConfigError("DeepFool steps to the linearized boundary of the logits; loss is not an option")
+        super().__init__(model, eps, loss="margin", **kwargs)
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if overshoot < 0:
+            raise ConfigError(f"overshoot must be non-negative, got {overshoot}")
+        self.steps = int(steps)
+        self.overshoot = float(overshoot)
+
+    def _step_binary(self, xa: torch.Tensor, logits: torch.Tensor, goal: torch.Tensor,
+                     keep: torch.Tensor) -> torch.Tensor:
+        """Steps of the kept rows for two logits: one backward of ``f = Z_dst - Z_src`` over the batch."""
+        dst = goal if self.targeted else 1 - goal
+        f = logits.gather(1, dst[:, None]).squeeze(1) - logits.gather(1, (1 - dst)[:, None]).squeeze(1)
+        (grad,) = torch.autograd.grad(f[keep].sum(), xa)
+        w, f = grad[keep], f.detach()[keep]
+        sq = w.flatten(1).pow(2).sum(1).clamp_min(NORM_FLOOR)
+        return ((f.abs() + 1e-4) / sq).view(-1, 1, 1, 1) * w
+
+    def _step_multiclass(self, xa: torch.Tensor, logits: torch.Tensor, goal: torch.Tensor,
+                         keep: torch.Tensor) -> torch.Tensor:
+        """Steps of the kept rows for C > 2 logits: one backward per class, then the closest boundary."""
+        n_cls = logits.shape[1]
+        lk, yk = logits[keep], goal[keep]
+        grads = torch.stack([torch.autograd.grad(lk[:, k].sum(), xa, retain_graph=k < n_cls - 1)[0][keep]
+                             for k in range(n_cls)], 1)  # (b, C, ...): the Jacobian rows of each sample
+        rows = torch.arange(len(yk), device=xa.device)
+        w = (grads - grads[rows, yk].unsqueeze(1)).flatten(2)  # (b, C, D): grad of Z_k - Z_y
+        f = (lk - lk.gather(1, yk[:, None])).detach()  # (b, C): Z_k - Z_y
+        sq = w.pow(2).sum(2).clamp_min(NORM_FLOOR)
+        dist = (f.abs() / sq.sqrt()).scatter(1, yk[:, None], float("inf"))
+        best = dist.argmin(1)
+        f_l, sq_l, w_l = f[rows, best], sq[rows, best], w[rows, best]
+        return ((f_l.abs() + 1e-4) / sq_l)[:, None].mul(w_l).view_as(xa[keep])
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(x)
+        calls = torch.zeros(n, dtype=torch.long, device=x.device)
+        r_tot = torch.zeros_like(x)
+        x_adv = x.clone()
+        logits_out = torch.empty(0)
+        idx = torch.arange(n, device=x.device)  # samples not fooled yet
+        for it in range(self.steps + 1):
+            xa, ga = x_adv[idx], y[idx]
+            if it == self.steps:  # out of iterations: the last points still need their logits
+                logits_out[idx] = self.logits(xa)
+                break
+            xa.requires_grad_(True)
+            logits = self.forward(xa)
+            if it == 0:
+                n_cls = logits.shape[1]
+                if self.targeted and n_cls > 2:
+                    raise ConfigError(f"DeepFool targeted=True needs a model with 2 logits, this one has {n_cls}; "
+                                      "DeepFool is untargeted")
+                self._clean_logits = logits.detach()
+                logits_out = logits.detach().clone()
+            else:
+                logits_out[idx] = logits.detach()
+            keep = ~self.succeeded(logits.detach(), ga)
+            if not bool(keep.any()):
+                break
+            if n_cls == 2:
+                r, cost = self._step_binary(xa, logits, ga, keep), 1
+            else:
+                r, cost = self._step_multiclass(xa, logits, ga, keep), n_cls
+            idx = idx[keep]
+            calls[idx] += cost
+            r_tot[idx] += r
+            x_adv[idx] = (x[idx] + (1 + self.overshoot) * r_tot[idx]).clamp(0.0, 1.0)
+        if self.eps is not None:
+            x_adv, moved = project_l2(x_adv, x, self.eps)
+            if bool(moved.any()):
+                logits_out[moved] = self.logits(x_adv[moved])
+        return x_adv, logits_out, calls

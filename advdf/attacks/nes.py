@@ -1,0 +1,138 @@
+"""NES — Ilyas et al., "Black-box Adversarial Attacks with Limited Queries and Information", ICML 2018.
+
+Norm: L-inf. Score-based black-box attack: the gradient of the objective is estimated from model outputs only,
+with natural evolution strategies and antithetic Gaussian sampling,
+``g = 1 / (2 n sigma) * sum_{i<n} [L(x + sigma u_i) - L(x - sigma u_i)] u_i`` with ``u_i ~ N(0, I)``, and the
+iterate takes a projected signed step ``x <- Proj(x + alpha * sign(g))``. The paper's query-limited setting uses
+sigma = 0.001, a population of 50 (25 antithetic pairs), eps = 0.05, learning rate 0.01 and a limit of 10,000
+queries; seed 001 (Pinhasov et al.) runs step 1/255, 100 iterations and 5 restarts at eps = 16/255, which are
+the defaults here.
+
+advdf's loop, vectorized over the batch:
+
+* one query at the clean input (its logits are returned as ``clean_logits``); samples already at their goal
+  stop there with ``x_adv = x``;
+* each of the ``restarts`` runs works on the samples not fooled yet: the first run starts at ``x`` (reusing the
+  clean query), every further run at a uniform random point of the eps-ball (one query to evaluate it);
+* each iteration evaluates all ``2 * n_samples`` perturbed copies of all active samples in one batched forward
+  (split into ``query_batch`` rows when set; copies are clipped to [0, 1]), takes the step, and spends one more
+  query on the new iterate to check success, so an iteration costs exactly ``2 * n_samples + 1`` queries;
+* a sample stops being queried as soon as an iterate reaches its goal (intrinsic, as in the paper's query
+  counts; ``early_stop`` changes nothing). Unfooled samples return the iterate with the highest objective seen
+  over all runs. Every returned point was queried, so its logits need no extra forward.
+
+At most ``1 + restarts * steps * (2 * n_samples + 1) + (restarts - 1)`` queries per sample. The model is only
+called through :meth:`Attack.forward` under ``torch.no_grad()``: no gradient is ever computed (``grad_calls``
+is 0) and the attack runs with autograd disabled or in ``torch.inference_mode()``.
+
+Args:
+    model: detector on [0, 1] input.
+    eps: L-inf budget (default 16/255, seed 001; the paper used 0.05).
+    alpha: step size (default 1/255, seed 001; the paper's learning rate was 0.01).
+    steps: iterations per run (default 100, seed 001).
+    restarts: runs in all, the first from ``x`` and the others from random points (default 5, seed 001).
+    n_samples: antithetic pairs per gradient estimate (default 25: the paper's population of 50).
+    sigma: search standard deviation on the [0, 1] scale (default 0.001, the paper's).
+    query_batch: at most this many perturbed copies per forward (``None`` = all in one forward).
+    **kwargs: ``targeted``, ``target``, ``loss`` (the paper's objective is the cross-entropy; seed 001 uses the
+        margin toward "real": ``targeted=True target=0 loss=margin``), ``batch_size``, runtime options.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advdf.attacks.base import Attack, parse_budget
+from advdf.attacks.registry import register_attack
+from advdf.errors import ConfigError
+
+
+@register_attack
+class NES(Attack):
+    black_box = True
+    deterministic = False
+
+    def __init__(self, model: nn.Module, eps: float | str = 16 / 255, alpha: float | str = 1 / 255,
+                 steps: int = 100, restarts: int = 5, n_samples: int = 25, sigma: float = 0.001,
+                 query_batch: int | None = None, **kwargs) -> None:
+        super().__init__(model, eps, **kwargs)
+        alpha = parse_budget(alpha, "alpha")
+        if not 0 < alpha <= 1:
+            raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if restarts < 1:
+            raise ConfigError(f"restarts (runs in all) must be at least 1, got {restarts}")
+        if n_samples < 1:
+            raise ConfigError(f"n_samples (antithetic pairs per estimate) must be at least 1, got {n_samples}")
+        if not sigma > 0:
+            raise ConfigError(f"sigma must be positive, got {sigma}")
+        if query_batch is not None and query_batch < 1:
+            raise ConfigError(f"query_batch must be positive or null, got {query_batch}")
+        self.alpha = float(alpha)
+        self.steps = int(steps)
+        self.restarts = int(restarts)
+        self.n_samples = int(n_samples)
+        self.sigma = float(sigma)
+        self.query_batch = query_batch
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a stack of points, at most ``query_batch`` rows per forward."""
+        if self.query_batch is None or len(x) <= self.query_batch:
+            return self.forward(x)
+        return torch.cat([self.forward(chunk) for chunk in x.split(self.query_batch)])
+
+    def _estimate(self, x_adv: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """NES estimate of the objective's gradient at each row of ``x_adv`` (2 * n_samples queries per row)."""
+        k, a = self.n_samples, len(x_adv)
+        u = torch.randn((k, *x_adv.shape), device=x_adv.device, dtype=x_adv.dtype)
+        points = torch.cat([x_adv + self.sigma * u, x_adv - self.sigma * u]).clamp_(0.0, 1.0)  # (2, k, a) order
+        logits = self._query(points.flatten(0, 1))
+        objective = self.loss_fn(logits, goal.repeat(2 * k), self.targeted).view(2, k, a)
+        weights = (objective[0] - objective[1]) / (2 * k * self.sigma)
+        return (weights.view(k, a, 1, 1, 1) * u).sum(0)
+
+    @torch.no_grad()
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        n = len(x)
+        queries = torch.zeros(n, dtype=torch.long, device=x.device)
+        logits = self.forward(x)
+        queries += 1
+        self._clean_logits = logits
+        best_x, best_logits = x.clone(), logits.clone()
+        best_obj = self.loss_fn(logits, y, self.targeted)
+        done = self.succeeded(logits, y)
+
+        def record(idx: torch.Tensor, xa: torch.Tensor, lg: torch.Tensor) -> torch.Tensor:
+            """Keep each row's best point (a fooled point always wins); returns the fooled mask."""
+            obj = self.loss_fn(lg, y[idx], self.targeted)
+            fooled = self.succeeded(lg, y[idx])
+            better = (obj > best_obj[idx]) | fooled
+            rows = idx[better]
+            best_x[rows], best_logits[rows], best_obj[rows] = xa[better], lg[better], obj[better]
+            done[idx[fooled]] = True
+            return fooled
+
+        for run in range(self.restarts):
+            idx = (~done).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xc, goal = x[idx], y[idx]
+            if run == 0:
+                xa = xc.clone()  # the clean query already evaluated this start
+            else:
+                xa = self.project(xc + torch.empty_like(xc).uniform_(-self.eps, self.eps), xc)
+                queries[idx] += 1
+                keep = ~record(idx, xa, self.forward(xa))
+                idx, xa, xc, goal = idx[keep], xa[keep], xc[keep], goal[keep]
+            for _ in range(self.steps):
+                if idx.numel() == 0:
+                    break
+                grad = self._estimate(xa, goal)
+                xa = self.project(xa + self.alpha * grad.sign(), xc)
+                queries[idx] += 2 * self.n_samples + 1
+                keep = ~record(idx, xa, self.forward(xa))
+                idx, xa, xc, goal = idx[keep], xa[keep], xc[keep], goal[keep]
+        self._queries = queries
+        return best_x, best_logits, 0
