@@ -6,6 +6,7 @@ from advdf.attacks.bim import BIM
 from advdf.attacks.cw import CW
 from advdf.attacks.deepfool import DeepFool
 from advdf.attacks.fgsm import FGSM
+from advdf.attacks.kra import KRA
 from advdf.attacks.losses import LOSSES, cross_entropy, margin
 from advdf.attacks.mifgsm import MIFGSM
 from advdf.attacks.nes import NES
@@ -17,6 +18,6 @@ from advdf.attacks.tifgsm import TIFGSM
 
 __all__ = [
     "Attack", "AttackOutput", "ActiveSamples", "IterativeAttack", "eval_mode",
-    "APGD", "BIM", "CW", "DeepFool", "FGSM", "MIFGSM", "NES", "PGD", "SIM", "Square", "TIFGSM",
+    "APGD", "BIM", "CW", "DeepFool", "FGSM", "KRA", "MIFGSM", "NES", "PGD", "SIM", "Square", "TIFGSM",
     "LOSSES", "cross_entropy", "margin", "create_attack", "list_attacks", "register_attack",
 ]

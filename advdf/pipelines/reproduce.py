@@ -1,6 +1,7 @@
 """Reproduce a paper table end to end from the same configs the entry points use.
 
     python -m advdf.pipelines.reproduce table2 --scale smoke [hydra overrides...]
+    python -m advdf.pipelines.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
 
 Every stage is cached: trained detectors (``train_summary.json``), adversarial sets (complete caches) and the
 prepared data are reused, so a rerun or a resumed run only does what is missing.
@@ -9,22 +10,36 @@ prepared data are reused, so a rerun or a resumed run only does what is missing.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from advdf.errors import AdvdfError
-from advdf.pipelines.attack import run_attack
-from advdf.pipelines.common import build_datamodule
+from advdf.errors import AdvdfError, ConfigError
+from advdf.models.checkpoint import file_digest
+from advdf.pipelines.attack import cache_for, run_attack, selected_positions
+from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.pipelines.evaluate import evaluate
-from advdf.pipelines.tables import cells_csv, table2_cells, table2_markdown
+from advdf.pipelines.tables import (
+    cells_csv,
+    kra_table1_cells,
+    kra_table1_markdown,
+    kra_table2_cells,
+    kra_table2_markdown,
+    long_csv,
+    table2_cells,
+    table2_markdown,
+)
 from advdf.pipelines.train import train_job
+from advdf.pipelines.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
 from advdf.utils.entry import CONF_DIR, set_repo_root
-from advdf.utils.io import atomic_write_json, atomic_write_text
+from advdf.utils.io import atomic_write_json, atomic_write_text, digest
 from advdf.utils.logging_setup import default_wandb_mode
 
 log = logging.getLogger("advdf.reproduce")
@@ -116,7 +131,176 @@ def _log_wandb(cells: list[dict], scale: str, out_dir: Path) -> None:
         run.finish()
 
 
-TABLES = {"table2": reproduce_table2}
+def _detector_overrides(spec: DictConfig, det: str) -> list[str]:
+    """Overrides of every stage of ``det``: the model and, when the plan gives one, its input side."""
+    size = (spec.get("input_size") or {}).get(det)
+    return [f"model={det}", *([f"model.input_size={size}"] if size is not None else [])]
+
+
+def _check_kra_plan(spec: DictConfig) -> None:
+    """Raise ConfigError for anything in ``reproduce`` that cannot run, before any work starts."""
+    from advdf.models import list_detectors
+
+    detectors = list(spec.detectors)
+    unknown = [d for d in detectors if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
+    if unknown:
+        raise ConfigError(f"reproduce.detectors lists {unknown}, not registered detectors with a conf/model file "
+                          f"(available: {', '.join(list_detectors())}); remove them or add the detectors")
+    not_listed = [s for s in spec.sources if s not in detectors]
+    if not_listed:
+        raise ConfigError(f"reproduce.sources {not_listed} are not in reproduce.detectors")
+    attacks = [*spec.attacks, spec.transfer_attack]
+    missing = [a for a in attacks if not (CONF_DIR / "attack" / f"{a}.yaml").is_file()]
+    if missing:
+        raise ConfigError(f"reproduce attacks {missing} have no conf/attack file")
+
+
+def _perceptibility(source: TransferSource) -> dict[str, float]:
+    """Mean PL0 (pixels) and PL2 (root mean square) of a cached set, re-checked against fresh clean images."""
+    from advdf.attacks.kra import perceptibility
+
+    pl0, pl2 = [], []
+    for shard, clean, _ in source.checked_shards():
+        p = perceptibility(shard["x_adv"], clean)
+        pl0.append(p["pl0"])
+        pl2.append(p["pl2"])
+    return {"pl0": torch.cat(pl0).mean().item(), "pl2": torch.cat(pl2).mean().item()}
+
+
+def reproduce_kra(scale: str, overrides: list[str]) -> Path:
+    """Seed 004's Tables 1 (white-box KRA) and 2 (transfer of KRA-PGD); returns the results directory."""
+    from advdf.attacks.kra import KRA
+
+    base = [f"experiment=kra_{scale}", *overrides]
+    plan = compose_config("attack", base)
+    spec = plan.reproduce
+    _check_kra_plan(spec)
+    out_dir = Path(plan.paths.results_dir) / f"kra_{scale}"
+    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "detectors": {}}
+    t_start = time.perf_counter()
+    for det, train_overrides in spec.detectors.items():
+        t0 = time.perf_counter()
+        metrics = ensure_trained([*base, *_detector_overrides(spec, det), *train_overrides])
+        report["detectors"][det] = {"train": metrics, "train_wall_s": time.perf_counter() - t0, "attacks": {}}
+    report["train_wall_s"] = time.perf_counter() - t_start
+
+    t_attacks = time.perf_counter()
+    ours: dict[tuple[str, str, str], dict[str, float]] = {}
+    sets: dict[str, TransferSource] = {}
+    cfgs: dict[str, DictConfig] = {}
+    datamodules = {}
+    for det in spec.detectors:
+        cfgs[det] = compose_config("attack", [*base, *_detector_overrides(spec, det)])
+        datamodules[det] = build_datamodule(cfgs[det])
+    for det in spec.sources:
+        device = resolve_device(cfgs[det].device)
+        detector = load_trained_detector(cfgs[det], device)
+        dataset = datamodules[det].dataset(cfgs[det].split)
+        positions = selected_positions(dataset, cfgs[det].limit)
+        for name in dict.fromkeys([*spec.attacks, spec.transfer_attack]):
+            cfg = compose_config("attack", [*base, *_detector_overrides(spec, det), f"attack={name}"])
+            t1 = time.perf_counter()
+            summary = run_attack(cfg, cfg.attack, datamodule=datamodules[det])
+            built = instantiate(cfg.attack)(model=detector)  # the resolved budget and norm, for the re-check
+            source = TransferSource(det, cache_for(cfg, cfg.attack, dataset, positions), dataset, built.eps,
+                                    built.norm)
+            row = {"acc_clean": summary["acc_clean"], "acc_attack": summary["acc_adv"], "asr": summary["asr"],
+                   **_perceptibility(source), "time_s": summary["time_s"] / summary["n"]}
+            if name in spec.attacks:
+                ours[(name, spec.paper_dataset, det)] = row
+            if name == spec.transfer_attack:
+                sets[det] = source
+            report["detectors"][det]["attacks"][name] = {
+                **summary, **row, "wall_s": time.perf_counter() - t1,
+                **({"layers": built.layers or "auto"} if isinstance(built, KRA) else {})}
+    report["attacks_wall_s"] = time.perf_counter() - t_attacks
+
+    t_transfer = time.perf_counter()
+    transfer = _transfer_cells(spec, cfgs, datamodules, sets, out_dir)
+    write_matrix(transfer, out_dir, stem="transfer")
+    report["transfer"] = transfer
+    report["transfer_wall_s"] = time.perf_counter() - t_transfer
+    report["wall_s"] = time.perf_counter() - t_start
+
+    table1 = kra_table1_cells(ours)
+    clean = {c["target"]: c["acc_clean"] for c in transfer if c["source"] == c["target"]}
+    table2 = kra_table2_cells({(c["source"], c["target"]): c for c in transfer}, clean)
+    md1, md2 = kra_table1_markdown(table1), kra_table2_markdown(table2)
+    atomic_write_text(out_dir / "table1.md", md1)
+    atomic_write_text(out_dir / "table2.md", md2)
+    atomic_write_text(out_dir / "table1.csv", long_csv(table1, ["attack", "dataset", "network"]))
+    atomic_write_text(out_dir / "table2.csv", long_csv(table2, ["source", "target"]))
+    atomic_write_json(out_dir / "report.json", report)
+    _log_wandb_kra(table1, table2, scale, out_dir)
+    n = next(iter(next(iter(report["detectors"].values()))["attacks"].values()), {}).get("n", 0)
+    print(_headline_kra(report))
+    print(f"\nSeed 004, Table 1 — white-box KRA; ours: {plan.data.name}, {n} test frames, in the rows of "
+          f"{spec.paper_dataset}; each cell: ours / paper; — = not computed (ours) or not in the paper\n")
+    print(md1)
+    print("PL0: share of pixels changed (any channel); PL2: root mean square of the perturbation on [0, 1]; "
+          "Time: attack seconds per image\n")
+    print(f"Seed 004, Table 2 — transfer of {spec.transfer_attack}: accuracy of the target and ATR = "
+          "ASR_target / ASR_source; rows: source (crafted on), columns: target; each cell: ours / paper\n")
+    print(md2)
+    print(f"written: {out_dir}/table1.md, table1.csv, table2.md, table2.csv, transfer.md, transfer.csv, report.json")
+    return out_dir
+
+
+def _transfer_cells(spec: DictConfig, cfgs: dict[str, DictConfig], datamodules: dict,
+                    sets: dict[str, TransferSource], out_dir: Path) -> list[dict]:
+    """The transfer matrix, reused from ``out_dir`` when its inputs (sets, weights, data) are unchanged."""
+    import inspect
+
+    from advdf.pipelines import transfer as transfer_module
+
+    key = {"code": digest(inspect.getsource(transfer_module)),
+           "sets": {d: str(s.cache.directory) for d, s in sets.items()},
+           "targets": {d: {"weights_sha256": file_digest(c.checkpoint),
+                           "rows": [r["row"] for r in datamodules[d].dataset(c.split).rows]}
+                       for d, c in cfgs.items()}}
+    path = out_dir / "transfer_cache" / f"{digest(key)}.json"
+    if path.is_file():
+        log.info("reusing transfer matrix %s", path)
+        return json.loads(path.read_text())
+    targets = [TransferTarget(d, load_trained_detector(c, resolve_device(c.device)), datamodules[d].dataset(c.split))
+               for d, c in cfgs.items()]
+    device = resolve_device(next(iter(cfgs.values())).device)
+    cells = transfer_matrix([sets[d] for d in spec.sources], targets,
+                            batch_size=next(iter(cfgs.values())).batch_size, device=device)
+    atomic_write_json(path, cells)
+    return cells
+
+
+def _headline_kra(report: dict) -> str:
+    lines = [f"reproduce-kra ({report['scale']}): {report['wall_s']:.0f} s (training/reuse "
+             f"{report['train_wall_s']:.0f} s, attacks {report['attacks_wall_s']:.0f} s, transfer "
+             f"{report['transfer_wall_s']:.0f} s)"]
+    for det, r in report["detectors"].items():
+        atk = ", ".join(f"{a}: acc {s['acc_adv']:.3f}, {s['grad_calls_mean']:.0f} grad calls/img "
+                        f"({s['wall_s']:.0f} s{', cached' if not s['shards_run'] else ''})"
+                        for a, s in r["attacks"].items())
+        lines.append(f"  {det}: train {r['train_wall_s']:.0f} s" + (f"; {atk}" if atk else ""))
+    return "\n".join(lines)
+
+
+def _log_wandb_kra(table1: list[dict], table2: list[dict], scale: str, out_dir: Path) -> None:
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", default_wandb_mode())
+    run = wandb.init(project="advdf", job_type="reproduce", name=f"kra-{scale}", dir=str(out_dir),
+                     config={"scale": scale})
+    try:
+        for key, cells, cols in (("kra_table1", table1, ["attack", "dataset", "network"]),
+                                 ("kra_table2", table2, ["source", "target"])):
+            columns = [*cols, "metric", "ours", "paper"]
+            run.log({key: wandb.Table(columns=columns, data=[[c[k] for k in columns] for c in cells])})
+    finally:
+        run.finish()
+
+
+TABLES = {"table2": reproduce_table2, "kra": reproduce_kra}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--scale", choices=("smoke", "paper"), default="smoke")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every stage (e.g. trainer=gpu)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow --scale
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     set_repo_root()
     try:
