@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# torchattacks (the attack benchmark's reference) pins requests~=2.25, which the other pins exclude:
+	# installed without its dependencies, which advdf's own already provide.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt torchattacks
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install advdf[dev] with the pinned constraints (idempotent)

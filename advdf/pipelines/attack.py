@@ -29,6 +29,7 @@ from advdf.pipelines.common import (
     load_trained_detector,
     resolve_device,
 )
+from advdf.pipelines.curves import SweepPoint, log_curve, parse_eps_sweep, sweep_attack_config, write_curve
 from advdf.utils.io import digest
 from advdf.utils.logging_setup import finish_wandb
 
@@ -116,17 +117,18 @@ def summarize(cache: AdversarialCache) -> dict:
     }
 
 
-def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule=None) -> dict:
+def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule=None, detector=None) -> dict:
     """Generate (or finish generating) the adversarial set of ``attack_cfg`` (default ``cfg.attack``).
 
-    Returns the set's summary (accuracies, ASR, norms, time) and its cache directory.
+    ``datamodule`` and ``detector`` (the trained detector of ``cfg``, on ``cfg.device``) are built when not given.
+    Returns the set's summary (accuracies, ASR, norms, time), its cache directory and the shards run now.
     """
     attack_cfg = attack_cfg if attack_cfg is not None else cfg.attack
     device = resolve_device(cfg.device)
     datamodule = datamodule or build_datamodule(cfg)
     dataset = datamodule.dataset(cfg.split)
     positions = selected_positions(dataset, cfg.limit)
-    detector = load_trained_detector(cfg, device)
+    detector = detector if detector is not None else load_trained_detector(cfg, device)
     cache = cache_for(cfg, attack_cfg, dataset, positions)
     todo = cache.missing_shards()
     if cache.complete:
@@ -149,11 +151,32 @@ def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule
     return {**summary, "cache_dir": str(cache.directory), "shards_run": len(todo)}
 
 
+def run_eps_sweep(cfg: DictConfig, points: list[SweepPoint]) -> dict:
+    """Run ``cfg.attack`` once per eps of the sweep (each its own cached set: finished ones are only read back),
+    then write the robust-accuracy-vs-eps curve (see :mod:`advdf.pipelines.curves`)."""
+    datamodule = build_datamodule(cfg)
+    detector = load_trained_detector(cfg, resolve_device(cfg.device))
+    summaries = []
+    for point in points:
+        summary = run_attack(cfg, sweep_attack_config(cfg.attack, point), datamodule=datamodule, detector=detector)
+        ran = summary["shards_run"]
+        log.info("eps_sweep: eps=%s robust acc %.4f (%s)", point.label, summary["acc_adv"],
+                 f"{ran} shards run" if ran else "cached")
+        summaries.append(summary)
+    return write_curve(cfg, cfg.attack.name, points, summaries)
+
+
 def attack_job(cfg: DictConfig) -> dict:
-    """The body of ``attack.py``: run, log the summary to the configured loggers, close W&B."""
+    """The body of ``attack.py``: run (one eps, or the ``eps_sweep`` and its curve), log to the configured
+    loggers, close W&B."""
+    sweep = parse_eps_sweep(cfg.get("eps_sweep"))  # a bad sweep fails here, before any work
     run_name, group = job_identity()
     loggers = build_loggers(cfg, run_name, group)
     try:
+        if sweep is not None:
+            curve = run_eps_sweep(cfg, sweep)
+            log_curve(loggers, cfg.attack.name, curve)
+            return curve
         summary = run_attack(cfg)
         for logger in loggers:
             logger.log_metrics({f"attack/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
