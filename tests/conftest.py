@@ -20,3 +20,13 @@ def images() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.rand(6, 3, 32, 32, generator=g)
     y = torch.tensor([0, 1, 0, 1, 1, 0])
     return x, y
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run thousands of small forwards: intra-op threads only add synchronization there (on a busy
+    2-core machine such a file takes minutes with 2 threads and seconds with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

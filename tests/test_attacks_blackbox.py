@@ -51,14 +51,7 @@ class QueryLog(nn.Module):
         return [(points[owners == i], logits[owners == i], single[owners == i]) for i in range(len(self.clean))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run thousands of tiny forwards: intra-op threads only add synchronization (on a loaded
-    2-core machine the file took minutes with 2 threads, seconds with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

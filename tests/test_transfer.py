@@ -21,12 +21,7 @@ EPS = 8 / 255
 N = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def steep_tiny(seed: int, x: torch.Tensor) -> torch.nn.Module:
