@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= smoke
 ARGS ?=
 
-.PHONY: install test test-fast lint reproduce-table2 reproduce-kra bench-attacks clean help
+.PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-kra bench-attacks clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,9 @@ test-fast: $(STAMP)  ## the suite without end-to-end runs
 
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check .
+
+reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and seed 001 Table 1; SCALE=smoke|paper
+	$(PY) -m advdf.pipelines.reproduce table1 --scale $(SCALE) $(ARGS)
 
 reproduce-table2: $(STAMP)  ## seed 000 Table 2 (attacks x defenses); SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce table2 --scale $(SCALE) $(ARGS)

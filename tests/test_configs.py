@@ -43,10 +43,28 @@ def test_main_configs_resolve(name):
 
 @pytest.mark.parametrize("model", group_files("model"))
 def test_model_configs_build_detectors(model):
-    cfg = _compose("attack", [f"model={model}", "model.input_size=64"])
-    detector = instantiate(cfg.model)
+    # 96: a multiple of 32 (MesoNet) above Inception-v3's minimum of 75
+    cfg = _compose("attack", [f"model={model}", "model.input_size=96"])
+    detector = instantiate(cfg.model).eval()
     assert isinstance(detector, Detector)
-    assert detector(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+    with torch.no_grad():
+        assert detector(torch.rand(1, 3, 96, 96)).shape == (1, 2)
+    # the normalization written in the config is the one inside the detector
+    assert detector.mean.flatten().tolist() == pytest.approx(list(cfg.model.mean))
+    assert detector.std.flatten().tolist() == pytest.approx(list(cfg.model.std))
+
+
+def test_augment_augmix_sets_views_loss_and_variant():
+    from advdf.data.augmix import AugMixViews
+
+    plain, augmix = _compose("train", []), _compose("train", ["augment=augmix"])
+    assert plain.variant == "base" and plain.data.augmix is None
+    assert augmix.variant == "augmix" and augmix.module.jsd_weight == 12.0
+    assert Path(augmix.paths.detector_dir).name.endswith("_augmix")
+    views = instantiate(augmix.data.augmix)
+    assert isinstance(views, AugMixViews)
+    datamodule = instantiate(augmix.data)
+    assert datamodule.augmix is not None
 
 
 @pytest.mark.parametrize("attack", group_files("attack"))
@@ -121,7 +139,28 @@ def test_unknown_key_is_rejected():
 
 
 def test_every_group_file_is_covered():
-    covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module",
+    covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module", "augment",
                "paths", "hydra", "hydra/launcher"}
     groups = {str(p.parent.relative_to(CONF_DIR)) for p in Path(CONF_DIR).rglob("*.yaml") if p.parent != CONF_DIR}
     assert groups <= covered, f"config groups without a composition test: {groups - covered}"
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_shared_detectors_train_identically_across_reproduce_targets(scale):
+    """Reproduce targets share a trained detector through its directory (data, detector, size, variant): a detector
+    listed by several experiments of one scale must get the same training overrides and size in each, or the
+    first target to train it would silently decide for the others."""
+    seen: dict[tuple[str, str, int], tuple[str, list]] = {}
+    for experiment in (e for e in group_files("experiment") if e.endswith(f"_{scale}")):
+        cfg = _compose("train", [f"experiment={experiment}", "data.root=/data/ffpp"])
+        spec = cfg.reproduce
+        plans = {**spec.detectors, **(spec.get("seed001") or {})}
+        for det, overrides in plans.items():
+            size = (spec.get("input_size") or {}).get(det, cfg.model.input_size)
+            key = (cfg.data.name, det, size)
+            if key in seen:
+                other, other_overrides = seen[key]
+                assert sorted(overrides) == sorted(other_overrides), (
+                    f"{det} at {size} px trains with {list(overrides)} in {experiment} but {other_overrides} in {other}")
+            else:
+                seen[key] = (experiment, list(overrides))

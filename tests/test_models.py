@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from advdf.errors import CheckpointError, ConfigError
 from advdf.models import create_detector, list_detectors, load_detector_weights, save_detector
+from advdf.utils.entry import CONF_DIR
 
-SIZE = 64  # smallest size every registered detector accepts (Meso4 needs a multiple of 32)
+pytestmark = pytest.mark.usefixtures("one_thread")  # batches of 1-2 images: threads only add synchronization
+
+SIZE = 64  # small inputs for the property tests (Meso4 needs a multiple of 32)
+MIN_SIZE = {"inception_v3": 96}  # Inception-v3's stride-2 valid convolutions need at least 75 px
+PAPER_DETECTORS = {"vgg16", "resnet50", "resnet101", "inception_v3", "efficientnet_b4", "efficientnet_b4_st",
+                   "xception", "densenet121", "mobilenetv2", "mesonet", "mesoinception4", "gramnet"}
+
+
+def size_of(name: str) -> int:
+    return MIN_SIZE.get(name, SIZE)
 
 
 @pytest.fixture(params=list_detectors())
@@ -19,35 +31,57 @@ def name(request) -> str:
 @pytest.fixture
 def detector(name):
     torch.manual_seed(0)
-    return create_detector(name, input_size=SIZE).eval()
+    return create_detector(name, input_size=size_of(name)).eval()
 
 
-def test_registry_lists_foundation_detectors():
-    assert {"resnet50", "mobilenetv2", "mesonet"} <= set(list_detectors())
+def test_registry_lists_the_papers_detectors():
+    assert PAPER_DETECTORS <= set(list_detectors())
+    assert all((CONF_DIR / "model" / f"{d}.yaml").is_file() for d in list_detectors())
 
 
-def test_forward_gives_two_logits_and_input_gradient(detector):
-    x = torch.rand(2, 3, SIZE, SIZE, requires_grad=True)
+@pytest.mark.parametrize("model", sorted(PAPER_DETECTORS))
+def test_config_builds_detector_at_its_own_input_size(model):
+    cfg = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")
+    torch.manual_seed(0)
+    detector = instantiate(cfg).eval()
+    assert detector.input_size == cfg.input_size
+    with torch.no_grad():
+        logits = detector(torch.rand(2, 3, cfg.input_size, cfg.input_size))
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_forward_gives_two_logits_and_input_gradient(name, detector):
+    """(N, 2) logits from [0, 1] input, a gradient that reaches the input, and deterministic eval mode."""
+    size = size_of(name)
+    x = torch.rand(2, 3, size, size, requires_grad=True)
     logits = detector(x)
     assert logits.shape == (2, 2)
     logits[:, 1].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(detector(x), logits)
 
 
-def test_normalization_is_inside(detector):
-    x = torch.rand(1, 3, SIZE, SIZE)
+def test_normalization_is_inside(name, detector):
+    x = torch.rand(1, 3, size_of(name), size_of(name))
     assert torch.allclose(detector.normalize(x), (x - detector.mean) / detector.std)
     feats = detector.forward_features(x)
     assert torch.allclose(detector.forward_head(feats), detector(x), atol=1e-5)
 
 
-def test_safetensors_round_trip_identical_logits(name, detector, tmp_path):
-    path = save_detector(detector, tmp_path / "w.safetensors")
-    torch.manual_seed(1)  # different initial weights, so equality proves the load
-    clone = create_detector(name, input_size=SIZE).eval()
-    load_detector_weights(clone, path)
-    x = torch.rand(2, 3, SIZE, SIZE)
-    assert torch.equal(detector(x), clone(x))
+def test_checkpoint_round_trips_give_identical_logits(name, detector, tmp_path):
+    """safetensors, and a Lightning checkpoint read with weights_only=True, both restore the exact logits."""
+    size = size_of(name)
+    x = torch.rand(2, 3, size, size)
+    expected = detector(x)
+    safetensors = save_detector(detector, tmp_path / "w.safetensors")
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"detector.{k}": v for k, v in detector.state_dict().items()}, "epoch": 1}, ckpt)
+    for path in (safetensors, ckpt):
+        torch.manual_seed(1)  # different initial weights, so equality proves the load
+        clone = create_detector(name, input_size=size).eval()
+        load_detector_weights(clone, path)
+        assert torch.equal(expected, clone(x))
 
 
 def test_lightning_checkpoint_loads_with_weights_only(tmp_path):
@@ -81,11 +115,6 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
 def test_unknown_detector():
     with pytest.raises(ConfigError, match="unknown detector 'vgg99'"):
         create_detector("vgg99")
-
-
-def test_eval_mode_is_deterministic(detector):
-    x = torch.rand(2, 3, SIZE, SIZE)
-    assert torch.equal(detector(x), detector(x))
 
 
 def test_mesonet_matches_meso4_size():

@@ -43,6 +43,7 @@ def test_train_writes_checkpoints_and_metrics(trained):
     assert {"test/acc", "test/auc", "test/f2f", "test/vid"} <= set(summary["metrics"])
     ckpt = torch.load(d / "last.ckpt", map_location="cpu", weights_only=True)  # safe to load
     assert "state_dict" in ckpt
+    assert ckpt["epoch"] == 2  # the latest of the 3 epochs (what a resumed run continues from), not the best
     index = list(csv.DictReader(open(next((trained / "data" / "prepared").glob("*/index.csv")))))
     assert {r["split"] for r in index} == {"train", "val", "test"}
 

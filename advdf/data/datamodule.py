@@ -39,6 +39,9 @@ class FFPPDataModule(pl.LightningDataModule):
         crop_size: side of the saved crops.
         face_detector: name in :data:`advdf.data.faces.FACE_DETECTORS`.
         augment: albumentations transform for training images (uint8 HWC).
+        augmix: maps a training image (uint8 HWC, after ``augment`` and resizing) to two AugMix views
+            (2, 3, S, S), e.g. :class:`advdf.data.augmix.AugMixViews`; train items then carry them under
+            ``augmix``. Val and test never get views. ``None`` = off.
         test_per_class: balanced test subset of this many real and fake frames (seed 000: 500); ``None`` = all.
         limit_per_split: cap every split at this many frames (quick runs); ``None`` = all.
         seed: seed of the subset selection.
@@ -60,6 +63,7 @@ class FFPPDataModule(pl.LightningDataModule):
         crop_size: int = 256,
         face_detector: str = "haar",
         augment: Callable | None = None,
+        augmix: Callable | None = None,
         test_per_class: int | None = None,
         limit_per_split: int | None = None,
         seed: int = 0,
@@ -80,6 +84,7 @@ class FFPPDataModule(pl.LightningDataModule):
         )
         self.face_detector = face_detector
         self.augment = augment
+        self.augmix = augmix
         self.test_per_class = test_per_class
         self.limit_per_split = limit_per_split
         self.seed = seed
@@ -106,8 +111,10 @@ class FFPPDataModule(pl.LightningDataModule):
                 part = balanced_subset(part, self.limit_per_split // 2, self.seed)
             if not part:
                 raise DataError(f"split {split!r} of {self.prepared_dir / 'index.csv'} is empty")
-            transform = self.augment if split == "train" else None
-            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size, transform)
+            train = split == "train"
+            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size,
+                                                transform=self.augment if train else None,
+                                                augmix=self.augmix if train else None)
 
     def dataset(self, split: str) -> FrameDataset:
         if split not in SPLITS:

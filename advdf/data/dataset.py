@@ -60,21 +60,25 @@ class FrameDataset(Dataset):
     """Face crops as float tensors in [0, 1], resized to ``input_size``.
 
     Items are dicts: ``image`` (3, S, S), ``label`` (0 real, 1 fake), ``index`` (row in index.csv),
-    ``video`` (an integer code shared by the frames of one video, for the Vid metric).
+    ``video`` (an integer code shared by the frames of one video, for the Vid metric); with ``augmix`` set also
+    ``augmix`` (2, 3, S, S), two augmented views of the same image as ``image``.
 
     Args:
         rows: index rows (see :func:`read_index`).
         root: the prepared directory the rows' paths are relative to.
         input_size: output side.
         transform: an albumentations transform applied to the uint8 HWC image before resizing.
+        augmix: maps the transformed, resized uint8 HWC image to (2, 3, S, S) views in [0, 1]
+            (e.g. :class:`advdf.data.augmix.AugMixViews`); ``None`` = no views.
     """
 
     def __init__(self, rows: Sequence[dict], root: str | Path, input_size: int,
-                 transform: Callable | None = None) -> None:
+                 transform: Callable | None = None, augmix: Callable | None = None) -> None:
         self.rows = list(rows)
         self.root = Path(root)
         self.input_size = int(input_size)
         self.transform = transform
+        self.augmix = augmix
         keys = sorted({(r["manipulation"], r["video_id"]) for r in self.rows})
         code = {k: i for i, k in enumerate(keys)}
         self.video_codes = [code[(r["manipulation"], r["video_id"])] for r in self.rows]
@@ -94,4 +98,7 @@ class FrameDataset(Dataset):
         if image.shape[0] != self.input_size or image.shape[1] != self.input_size:
             image = cv2.resize(image, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        return {"image": tensor, "label": row["label"], "index": row["row"], "video": self.video_codes[i]}
+        item = {"image": tensor, "label": row["label"], "index": row["row"], "video": self.video_codes[i]}
+        if self.augmix is not None:
+            item["augmix"] = self.augmix(image)
+        return item

@@ -11,16 +11,33 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from advdf.errors import ConfigError
+from advdf.lit.losses import augmix_loss, batch_hard_triplet_loss
 from advdf.metrics import detection_report
+
+OBJECTIVES = ("auto", "ce", "triplet")
 
 
 class DetectorModule(pl.LightningModule):
-    """Cross-entropy training of a :class:`advdf.models.Detector`.
+    """Training of a :class:`advdf.models.Detector` with one of two objectives.
+
+    - ``ce``: cross-entropy on the logits. When the batch carries AugMix views (``batch["augmix"]``, see
+      :class:`advdf.data.augmix.AugMixViews`), clean and augmented images go through the detector in one forward
+      and the loss is CE on the clean view plus ``jsd_weight`` times the Jensen-Shannon consistency (AugMix).
+    - ``triplet`` (EfficientNetB4ST): a batch-hard triplet-margin loss on the detector's embedding (L2-normalized,
+      so the margin is on the unit sphere), then, for the last ``head_epochs`` epochs, cross-entropy on the
+      classifier alone over the frozen embedding.
+
+    Validation and test always report cross-entropy of the whole detector (``val/loss`` picks the checkpoint).
 
     Args:
         detector: the built detector (input in [0, 1], logits (N, 2)).
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``optimizer -> LRScheduler`` or ``None``.
+        objective: ``ce``, ``triplet``, or ``auto`` (the detector's own ``objective`` attribute, else ``ce``).
+        jsd_weight: weight of the AugMix consistency term (Hendrycks et al.: 12).
+        triplet_margin: margin of the triplet loss between unit-norm embeddings (distances lie in [0, 2]).
+        head_epochs: epochs at the end of a triplet run that train only the classifier.
     """
 
     def __init__(
@@ -28,13 +45,27 @@ class DetectorModule(pl.LightningModule):
         detector: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        objective: str = "auto",
+        jsd_weight: float = 12.0,
+        triplet_margin: float = 0.5,
+        head_epochs: int = 1,
     ) -> None:
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"module.objective={objective!r} is unknown; choose one of {OBJECTIVES}")
+        if objective == "auto":
+            objective = getattr(detector, "objective", "ce")
+        if head_epochs < 0 or jsd_weight < 0 or triplet_margin < 0:
+            raise ConfigError("module.head_epochs, module.jsd_weight and module.triplet_margin must be >= 0")
         # Built objects stay out of the checkpoint's hyperparameters (they are code, not configuration).
         self.save_hyperparameters(ignore=["detector", "optimizer", "scheduler"])
         self.detector = detector
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.objective = objective
+        self.jsd_weight = jsd_weight
+        self.triplet_margin = triplet_margin
+        self.head_epochs = head_epochs
         metrics = MetricCollection({"acc": BinaryAccuracy(), "auc": BinaryAUROC()})
         # One metric object per stage ("train" cannot be a ModuleDict key: it shadows Module.train).
         self.train_metrics = metrics.clone(prefix="train/")
@@ -45,9 +76,48 @@ class DetectorModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.detector(x)
 
+    def on_fit_start(self) -> None:
+        max_epochs = self.trainer.max_epochs
+        if self.objective == "triplet" and max_epochs is not None and self.head_epochs >= max_epochs:
+            raise ConfigError(f"module.head_epochs={self.head_epochs} leaves no triplet epoch in "
+                              f"trainer.max_epochs={max_epochs}")
+
+    def _head_stage(self) -> bool:
+        """True during the classifier-only epochs that end a triplet run."""
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return max_epochs is not None and self.current_epoch >= max_epochs - self.head_epochs
+
+    def _train_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective's loss and the clean images' logits (for metrics), with one forward per image."""
+        x, y = batch["image"], batch["label"]
+        views = batch.get("augmix")
+        if self.objective == "triplet":
+            if views is not None:
+                raise ConfigError("AugMix views and the triplet objective cannot be combined")
+            if self._head_stage():
+                self.detector.backbone.eval()  # frozen embedding: no batch-norm statistics updates
+                with torch.no_grad():
+                    embedding = self.detector.embed(x)
+                logits = self.detector.classify(embedding)
+                return F.cross_entropy(logits, y), logits
+            embedding = self.detector.embed(x)
+            logits = self.detector.classify(embedding.detach())  # metrics only; the classifier waits
+            return batch_hard_triplet_loss(F.normalize(embedding, dim=1), y, self.triplet_margin), logits
+        if views is not None:
+            n = len(x)
+            logits = self.detector(torch.cat([x, views[:, 0], views[:, 1]]))
+            loss, parts = augmix_loss(logits, y, self.jsd_weight)
+            self.log_dict({f"train/{k}": v for k, v in parts.items()}, on_step=True, on_epoch=True)
+            return loss, logits[:n]
+        logits = self.detector(x)
+        return F.cross_entropy(logits, y), logits
+
     def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.detector(batch["image"])
-        loss = F.cross_entropy(logits, batch["label"])
+        if stage == "train":
+            loss, logits = self._train_loss(batch)
+        else:
+            logits = self.detector(batch["image"])
+            loss = F.cross_entropy(logits, batch["label"])
         fake_prob = logits.softmax(1)[:, 1]
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(fake_prob, batch["label"])

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from advdf.errors import ConfigError
+
 REAL, FAKE = 0, 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,7 +28,14 @@ class Detector(nn.Module):
         mean: per-channel mean subtracted inside :meth:`forward`.
         std: per-channel std divided inside :meth:`forward`.
         single_logit: the backbone emits one logit z (fake score); it is exposed as [-z, z].
+
+    Attributes:
+        objective: how the detector is meant to be trained (``"ce"``; ``"triplet"`` for detectors defined by a
+            triplet-trained embedding, e.g. EfficientNetB4ST); :class:`advdf.lit.DetectorModule` reads it when its
+            own ``objective`` is ``auto``.
     """
+
+    objective: str = "ce"
 
     def __init__(
         self,
@@ -55,6 +64,18 @@ class Detector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._two_logits(self.backbone(self.normalize(x)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding the classifier reads (timm's ``forward_head(..., pre_logits=True)``)."""
+        head = getattr(self.backbone, "forward_head", None)
+        if head is None or not hasattr(self.backbone, "get_classifier"):
+            raise ConfigError(f"{type(self.backbone).__name__} exposes no embedding (needs timm's forward_head "
+                              "with pre_logits and get_classifier)")
+        return head(self.backbone.forward_features(self.normalize(x)), pre_logits=True)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits from an :meth:`embed` output: ``classify(embed(x)) == forward(x)``."""
+        return self._two_logits(self.backbone.get_classifier()(embedding))
 
     def _two_logits(self, z: torch.Tensor) -> torch.Tensor:
         if not self.single_logit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -76,12 +78,14 @@ class TinyCNN(FeaturesHead):
 
 
 @register_detector
-def mesonet(pretrained: bool = False, input_size: int = 256) -> Detector:
+def mesonet(pretrained: bool = False, input_size: int = 256, mean: Sequence[float] = (0.5,) * 3,
+            std: Sequence[float] = (0.5,) * 3) -> Detector:
     """Meso4 written in advdf; single-logit output exposed as two logits. No hub weights exist."""
-    return Detector(Meso4(input_size), input_size=input_size, mean=(0.5,) * 3, std=(0.5,) * 3, single_logit=True)
+    return Detector(Meso4(input_size), input_size=input_size, mean=tuple(mean), std=tuple(std), single_logit=True)
 
 
 @register_detector
-def tiny_cnn(pretrained: bool = False, input_size: int = 32, width: int = 8) -> Detector:
+def tiny_cnn(pretrained: bool = False, input_size: int = 32, width: int = 8, mean: Sequence[float] = (0.5,) * 3,
+             std: Sequence[float] = (0.5,) * 3) -> Detector:
     """A two-layer CNN for tests (no hub weights)."""
-    return Detector(TinyCNN(width), input_size=input_size, mean=(0.5,) * 3, std=(0.5,) * 3)
+    return Detector(TinyCNN(width), input_size=input_size, mean=tuple(mean), std=tuple(std))

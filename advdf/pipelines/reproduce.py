@@ -2,6 +2,7 @@
 
     python -m advdf.pipelines.reproduce table2 --scale smoke [hydra overrides...]
     python -m advdf.pipelines.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
+    python -m advdf.pipelines.reproduce table1 --scale smoke   (seed 000's and seed 001's clean detectors)
 
 Every stage is cached: trained detectors (``train_summary.json``), adversarial sets (complete caches) and the
 prepared data are reused, so a rerun or a resumed run only does what is missing.
@@ -33,6 +34,10 @@ from advdf.pipelines.tables import (
     kra_table2_cells,
     kra_table2_markdown,
     long_csv,
+    pinhasov_table1_cells,
+    pinhasov_table1_markdown,
+    table1_cells,
+    table1_markdown,
     table2_cells,
     table2_markdown,
 )
@@ -51,16 +56,17 @@ def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides)
 
 
-def ensure_trained(overrides: list[str]) -> dict:
-    """Train the detector of ``overrides`` unless a finished run already sits in its directory."""
+def ensure_trained(overrides: list[str]) -> tuple[dict, bool]:
+    """Train the detector of ``overrides`` unless a finished run already sits in its directory.
+
+    Returns its metrics and whether they come from an earlier run (nothing was trained).
+    """
     cfg = compose_config("train", overrides)
     summary = Path(cfg.paths.detector_dir) / "train_summary.json"
     if summary.is_file() and (Path(cfg.paths.detector_dir) / "detector.safetensors").is_file():
         log.info("reusing trained %s: %s", cfg.model.name, cfg.paths.detector_dir)
-        import json
-
-        return json.loads(summary.read_text())["metrics"]
-    return train_job(cfg)
+        return json.loads(summary.read_text())["metrics"], True
+    return train_job(cfg), False
 
 
 def reproduce_table2(scale: str, overrides: list[str]) -> Path:
@@ -74,7 +80,7 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Path:
     for det, train_overrides in plan.reproduce.detectors.items():
         ov = [*base, f"model={det}"]
         t0 = time.perf_counter()
-        train_metrics = ensure_trained([*ov, *train_overrides])
+        train_metrics, _ = ensure_trained([*ov, *train_overrides])
         t_train = time.perf_counter() - t0
         attack_cfg, eval_cfg = compose_config("attack", ov), compose_config("evaluate", ov)
         datamodule = build_datamodule(attack_cfg)
@@ -180,7 +186,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     t_start = time.perf_counter()
     for det, train_overrides in spec.detectors.items():
         t0 = time.perf_counter()
-        metrics = ensure_trained([*base, *_detector_overrides(spec, det), *train_overrides])
+        metrics, _ = ensure_trained([*base, *_detector_overrides(spec, det), *train_overrides])
         report["detectors"][det] = {"train": metrics, "train_wall_s": time.perf_counter() - t0, "attacks": {}}
     report["train_wall_s"] = time.perf_counter() - t_start
 
@@ -231,7 +237,8 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     atomic_write_text(out_dir / "table1.csv", long_csv(table1, ["attack", "dataset", "network"]))
     atomic_write_text(out_dir / "table2.csv", long_csv(table2, ["source", "target"]))
     atomic_write_json(out_dir / "report.json", report)
-    _log_wandb_kra(table1, table2, scale, out_dir)
+    _log_wandb_tables("kra", scale, out_dir, {"kra_table1": (table1, ["attack", "dataset", "network"]),
+                                              "kra_table2": (table2, ["source", "target"])})
     n = next(iter(next(iter(report["detectors"].values()))["attacks"].values()), {}).get("n", 0)
     print(_headline_kra(report))
     print(f"\nSeed 004, Table 1 — white-box KRA; ours: {plan.data.name}, {n} test frames, in the rows of "
@@ -283,24 +290,93 @@ def _headline_kra(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _log_wandb_kra(table1: list[dict], table2: list[dict], scale: str, out_dir: Path) -> None:
+def _log_wandb_tables(name: str, scale: str, out_dir: Path, tables: dict[str, tuple[list[dict], list[str]]]) -> None:
+    """Log long-format cell lists as W&B tables: ``{key: (cells, key columns)}``, each with metric/ours/paper."""
     import os
 
     import wandb
 
     os.environ.setdefault("WANDB_MODE", default_wandb_mode())
-    run = wandb.init(project="advdf", job_type="reproduce", name=f"kra-{scale}", dir=str(out_dir),
+    run = wandb.init(project="advdf", job_type="reproduce", name=f"{name}-{scale}", dir=str(out_dir),
                      config={"scale": scale})
     try:
-        for key, cells, cols in (("kra_table1", table1, ["attack", "dataset", "network"]),
-                                 ("kra_table2", table2, ["source", "target"])):
+        for key, (cells, cols) in tables.items():
             columns = [*cols, "metric", "ours", "paper"]
             run.log({key: wandb.Table(columns=columns, data=[[c[k] for k in columns] for c in cells])})
     finally:
         run.finish()
 
 
-TABLES = {"table2": reproduce_table2, "kra": reproduce_kra}
+def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
+    """Raise ConfigError for detectors in ``spec.<group>`` that cannot be built, before any training starts."""
+    from advdf.models import list_detectors
+
+    listed = [d for g in groups for d in spec[g]]
+    unknown = [d for d in dict.fromkeys(listed)
+               if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
+    if unknown:
+        raise ConfigError(f"reproduce lists {unknown}, not registered detectors with a conf/model file "
+                          f"(available: {', '.join(list_detectors())})")
+    bad = [v for v in spec.variants if v not in _AUGMENT]
+    if bad:
+        raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(_AUGMENT)}")
+
+
+_AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augment option
+
+
+def reproduce_table1(scale: str, overrides: list[str]) -> Path:
+    """Seed 000's Table 1 (clean accuracy, base and AugMix training) and seed 001's Table 1 (clean Vid/F2F per
+    class); every detector is trained once and reused by the other reproduce targets."""
+    base = [f"experiment=table1_{scale}", *overrides]
+    plan = compose_config("train", base)
+    spec = plan.reproduce
+    _check_training_plan(spec, ("detectors", "seed001"))
+    out_dir = Path(plan.paths.results_dir) / f"table1_{scale}"
+    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "runs": {}}
+    t_start = time.perf_counter()
+    jobs = [(det, variant, list(spec.detectors[det])) for det in spec.detectors for variant in spec.variants]
+    jobs += [(det, "base", list(spec.seed001[det])) for det in spec.seed001
+             if (det, "base") not in {(d, v) for d, v, _ in jobs}]
+    for i, (det, variant, train_overrides) in enumerate(jobs, 1):
+        log.info("[%d/%d] %s (%s)", i, len(jobs), det, variant)
+        t0 = time.perf_counter()
+        metrics, reused = ensure_trained([*base, *_detector_overrides(spec, det), f"augment={_AUGMENT[variant]}",
+                                          *train_overrides])
+        report["runs"][f"{det}/{variant}"] = {"metrics": metrics, "reused": reused,
+                                              "wall_s": time.perf_counter() - t0}
+    report["wall_s"] = time.perf_counter() - t_start
+
+    runs = report["runs"]
+    accuracy = {tuple(k.split("/")): r["metrics"].get("test/acc") for k, r in runs.items()}
+    seed001 = {det: {k.removeprefix("test/"): v for k, v in runs[f"{det}/base"]["metrics"].items()}
+               for det in spec.seed001}
+    t1, p1 = table1_cells({k: v for k, v in accuracy.items() if v is not None}), pinhasov_table1_cells(seed001)
+    md1, mdp = table1_markdown(t1), pinhasov_table1_markdown(p1)
+    atomic_write_text(out_dir / "table1.md", md1)
+    atomic_write_text(out_dir / "table1.csv", long_csv(t1, ["detector", "variant"]))
+    atomic_write_text(out_dir / "seed001_table1.md", mdp)
+    atomic_write_text(out_dir / "seed001_table1.csv", long_csv(p1, ["detector"]))
+    atomic_write_json(out_dir / "report.json", report)
+    _log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
+                                                 "seed001_table1": (p1, ["detector"])})
+    n_test = plan.data.test_per_class
+    print(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
+    for key, r in runs.items():
+        print(f"  {key}: test acc {r['metrics'].get('test/acc', float('nan')):.3f} ({r['wall_s']:.0f} s"
+              f"{', reused' if r['reused'] else ''})")
+    print(f"\nSeed 000, Table 1 — clean test accuracy ({plan.data.name}"
+          f"{f', {n_test} real + {n_test} fake frames' if n_test else ''}); each cell: ours / paper; "
+          "— = not computed\n")
+    print(md1)
+    print("Seed 001, Table 1 — clean detectors per true class: Vid = videos (majority vote over frames), "
+          "F2F = frames; each cell: ours / paper\n")
+    print(mdp)
+    print(f"written: {out_dir}/table1.md, table1.csv, seed001_table1.md, seed001_table1.csv, report.json")
+    return out_dir
+
+
+TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra}
 
 
 def main(argv: list[str] | None = None) -> int:

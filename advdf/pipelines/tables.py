@@ -179,3 +179,65 @@ def long_csv(cells: Sequence[dict], keys: Sequence[str]) -> str:
         writer.writerow({**c, "ours": "" if c["ours"] is None else f"{c['ours']:.6g}",
                          "paper": "" if c["paper"] is None else f"{c['paper']:.6g}"})
     return buf.getvalue()
+
+
+# Seed 000, Table 1: clean test accuracy of the nine detectors, trained without and with AugMix.
+TABLE1_VARIANTS = ("base", "augmix")
+TABLE1_HEADERS = {"base": "Base", "augmix": "AugMix"}
+
+
+def table1_cells(ours: dict[tuple[str, str], float]) -> list[dict]:
+    """Long-format cells of seed 000's Table 1: one per (detector, variant) with ``ours`` and ``paper``.
+
+    Args:
+        ours: clean test accuracy keyed by (detector, variant) for the detectors that were trained.
+    """
+    paper = {(r["detector"], v): _paper_float(r[v])
+             for r in paper_values.load("jin2025_table1_clean_accuracy") for v in TABLE1_VARIANTS}
+    detectors = [*TABLE2_DETECTORS, *sorted({d for d, _ in ours} - set(TABLE2_DETECTORS))]
+    return [{"detector": d, "variant": v, "metric": "acc", "ours": ours.get((d, v)), "paper": paper.get((d, v))}
+            for d in detectors for v in TABLE1_VARIANTS]
+
+
+def table1_markdown(cells: Sequence[dict]) -> str:
+    """Seed 000's Table 1 layout (rows: detectors; columns: Base, AugMix); cells read ``ours / paper``."""
+    by_key = {(c["detector"], c["variant"]): c for c in cells}
+    lines = ["| Detector | " + " | ".join(TABLE1_HEADERS[v] for v in TABLE1_VARIANTS) + " |",
+             "|---|" + "---:|" * len(TABLE1_VARIANTS)]
+    for det in dict.fromkeys(c["detector"] for c in cells):
+        vals = [f"{_fmt(by_key[det, v]['ours'])} / {_fmt(by_key[det, v]['paper'])}" for v in TABLE1_VARIANTS]
+        lines.append(f"| {det} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# Seed 001, Table 1: the deepfake detectors' clean performance per true class, video level (Vid, majority vote)
+# and frame level (F2F); advdf's keys are those of advdf.metrics.detection_report.
+PINHASOV_TABLE1_DETECTORS = ("xception", "efficientnet_b4_st")
+PINHASOV_TABLE1_METRICS = {"real_vid": "vid_real", "real_f2f": "f2f_real", "fake_vid": "vid_fake",
+                           "fake_f2f": "f2f_fake"}
+PINHASOV_TABLE1_HEADERS = {"real_vid": "Real Vid", "real_f2f": "Real F2F", "fake_vid": "Fake Vid",
+                           "fake_f2f": "Fake F2F"}
+
+
+def pinhasov_table1_cells(ours: dict[str, dict[str, float]]) -> list[dict]:
+    """Long-format cells of seed 001's Table 1: one per (detector, column).
+
+    Args:
+        ours: per detector, a :func:`advdf.metrics.detection_report` dict (``vid_real``, ``f2f_fake``, ...).
+    """
+    paper = {(r["detector"], m): _paper_float(r[m])
+             for r in paper_values.load("pinhasov2024_table1_clean_precision") for m in PINHASOV_TABLE1_METRICS}
+    detectors = [*PINHASOV_TABLE1_DETECTORS, *sorted(set(ours) - set(PINHASOV_TABLE1_DETECTORS))]
+    return [{"detector": d, "metric": m, "ours": (ours.get(d) or {}).get(key), "paper": paper.get((d, m))}
+            for d in detectors for m, key in PINHASOV_TABLE1_METRICS.items()]
+
+
+def pinhasov_table1_markdown(cells: Sequence[dict]) -> str:
+    """Seed 001's Table 1 layout (rows: detectors; columns: real/fake x Vid/F2F); cells read ``ours / paper``."""
+    by_key = {(c["detector"], c["metric"]): c for c in cells}
+    lines = ["| Detector | " + " | ".join(PINHASOV_TABLE1_HEADERS.values()) + " |",
+             "|---|" + "---:|" * len(PINHASOV_TABLE1_HEADERS)]
+    for det in dict.fromkeys(c["detector"] for c in cells):
+        vals = [f"{_fmt(by_key[det, m]['ours'])} / {_fmt(by_key[det, m]['paper'])}" for m in PINHASOV_TABLE1_METRICS]
+        lines.append(f"| {det} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"

@@ -32,9 +32,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     detector = instantiate(cfg.model)
     module = instantiate(cfg.module, detector=detector)
     checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
-                                 save_last=True, enable_version_counter=False)
+                                 enable_version_counter=False)
+    # Lightning's save_last only writes when a best checkpoint is written; resuming needs the latest epoch.
+    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
     run_name, group = job_identity()
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint],
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint, latest],
                                       logger=build_loggers(cfg, run_name, group) or False)
 
     last = out_dir / "last.ckpt"

@@ -1,0 +1,106 @@
+"""DetectorModule objectives: AugMix (one forward over clean + views, CE + JSD) and the two-stage triplet run."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advdf.errors import ConfigError
+from advdf.lit import DetectorModule
+from advdf.lit.losses import jsd_consistency
+from advdf.models import create_detector
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ADAM = partial(torch.optim.Adam, lr=1e-3)
+
+
+def _batch(n: int = 8, size: int = 32, views: bool = False) -> dict:
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(n, 3, size, size, generator=g), "label": torch.arange(n) % 2}
+    if views:
+        batch["augmix"] = torch.rand(n, 2, 3, size, size, generator=g)
+    return batch
+
+
+def test_augmix_batch_is_one_forward_with_ce_plus_jsd(tiny_model):
+    module = DetectorModule(tiny_model, optimizer=ADAM, scheduler=None)
+    calls = []
+    tiny_model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    batch = _batch(views=True)
+    loss, logits = module._train_loss(batch)
+    assert calls == [3 * 8] and logits.shape == (8, 2)
+    with torch.no_grad():
+        x = torch.cat([batch["image"], batch["augmix"][:, 0], batch["augmix"][:, 1]])
+        clean, a1, a2 = tiny_model(x).split(8)
+        expected = F.cross_entropy(clean, batch["label"]) + 12.0 * jsd_consistency(clean, a1, a2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(logits, clean, atol=1e-6)
+
+
+def test_plain_batch_is_cross_entropy(tiny_model):
+    module = DetectorModule(tiny_model, optimizer=ADAM, scheduler=None)
+    batch = _batch()
+    loss, logits = module._train_loss(batch)
+    assert loss.item() == pytest.approx(F.cross_entropy(tiny_model(batch["image"]), batch["label"]).item(), rel=1e-6)
+
+
+@pytest.fixture
+def st_detector():
+    torch.manual_seed(0)
+    return create_detector("efficientnet_b4_st", input_size=32)
+
+
+def test_auto_objective_follows_the_detector(st_detector, tiny_model):
+    assert DetectorModule(st_detector, optimizer=ADAM).objective == "triplet"
+    assert DetectorModule(tiny_model, optimizer=ADAM).objective == "ce"
+    assert DetectorModule(st_detector, optimizer=ADAM, objective="ce").objective == "ce"
+    with pytest.raises(ConfigError, match="objective"):
+        DetectorModule(tiny_model, optimizer=ADAM, objective="focal")
+
+
+def test_embedding_and_classifier_compose_to_the_forward(st_detector):
+    st_detector.eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(st_detector.classify(st_detector.embed(x)), st_detector(x), atol=1e-5)
+    with pytest.raises(ConfigError, match="embedding"):
+        create_detector("mesonet", input_size=64).embed(torch.rand(1, 3, 64, 64))
+
+
+def test_triplet_objective_decreases_on_a_tiny_batch(st_detector):
+    module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None)
+    optimizer = module.configure_optimizers()
+    batch = _batch(n=8)
+    losses = []
+    for _ in range(8):
+        loss, _ = module._train_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+    # the triplet stage trains the embedding only: the classifier gets no gradient
+    assert st_detector.backbone.get_classifier().weight.grad is None
+
+
+def test_head_stage_trains_only_the_classifier(st_detector, monkeypatch):
+    module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None)
+    monkeypatch.setattr(module, "_head_stage", lambda: True)
+    st_detector.train()
+    buffers = {k: v.clone() for k, v in st_detector.backbone.named_buffers()}
+    loss, _ = module._train_loss(_batch(n=8))
+    loss.backward()
+    classifier = st_detector.backbone.get_classifier()
+    head_params = {id(p) for p in classifier.parameters()}
+    assert all(p.grad is not None for p in classifier.parameters())
+    assert all(p.grad is None for p in st_detector.parameters() if id(p) not in head_params)
+    # batch-norm statistics of the frozen embedding stay as they were
+    assert all(torch.equal(v, buffers[k]) for k, v in st_detector.backbone.named_buffers())
+
+
+def test_triplet_with_augmix_views_is_refused(st_detector):
+    module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None)
+    with pytest.raises(ConfigError, match="AugMix"):
+        module._train_loss(_batch(views=True))

@@ -1,0 +1,64 @@
+"""make reproduce-table1 on tiny settings: every cell of ours comes from a real training run, reruns train nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from advdf.errors import ConfigError
+from advdf.pipelines.reproduce import reproduce_table1
+from advdf.pipelines.tables import TABLE2_DETECTORS
+from tests.helpers.scripts import TINY_DATA
+
+pytestmark = pytest.mark.slow
+TINY_PLAN = ["~reproduce.detectors", "+reproduce.detectors={tiny_cnn:[]}", "~reproduce.seed001",
+             "+reproduce.seed001={tiny_cnn:[]}", "model.input_size=32", "trainer.max_epochs=2",
+             "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none", *TINY_DATA]
+
+
+def _cells(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path)))
+
+
+def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = reproduce_table1("smoke", TINY_PLAN)
+    summaries = {v: json.loads((tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" /
+                                "train_summary.json").read_text()) for v in ("base", "augmix")}
+    # the AugMix run trained with the AugMix data and loss
+    assert summaries["augmix"]["config"]["data"]["augmix"]["_target_"].endswith("AugMixViews")
+    assert summaries["base"]["config"]["data"]["augmix"] is None
+
+    table1 = _cells(out / "table1.csv")
+    ours = {(c["detector"], c["variant"]): c["ours"] for c in table1 if c["ours"]}
+    assert set(ours) == {("tiny_cnn", "base"), ("tiny_cnn", "augmix")}  # nothing else was computed
+    for variant, summary in summaries.items():
+        assert float(ours["tiny_cnn", variant]) == pytest.approx(summary["metrics"]["test/acc"], abs=1e-5)
+    assert {c["detector"] for c in table1} >= set(TABLE2_DETECTORS)
+    assert all(c["paper"] for c in table1 if c["detector"] in TABLE2_DETECTORS)
+
+    seed001 = {c["metric"]: c["ours"] for c in _cells(out / "seed001_table1.csv") if c["detector"] == "tiny_cnn"}
+    assert float(seed001["fake_f2f"]) == pytest.approx(summaries["base"]["metrics"]["test/f2f_fake"], abs=1e-5)
+    printed = capsys.readouterr().out
+    assert "| xception | — / 1.000 |" in printed and "| vgg16 | — / 0.955 | — / 0.960 |" in printed
+
+    stamps = {v: (tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" / "detector.safetensors")
+              .stat().st_mtime_ns for v in summaries}
+    reproduce_table1("smoke", TINY_PLAN)
+    report = json.loads((out / "report.json").read_text())
+    assert all(r["reused"] for r in report["runs"].values())
+    assert {v: (tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" / "detector.safetensors")
+            .stat().st_mtime_ns for v in summaries} == stamps
+
+
+def test_unknown_detector_or_variant_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path / "artifacts"))
+    with pytest.raises(ConfigError, match="no_such_net"):
+        reproduce_table1("smoke", ["+reproduce.detectors.no_such_net=[]"])
+    with pytest.raises(ConfigError, match="cutmix"):
+        reproduce_table1("smoke", ["reproduce.variants=[base,cutmix]"])
+    assert not (tmp_path / "artifacts" / "checkpoints").exists()
