@@ -43,6 +43,7 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
 
     seed001 = {c["metric"]: c["ours"] for c in _cells(out / "seed001_table1.csv") if c["detector"] == "tiny_cnn"}
     assert float(seed001["fake_f2f"]) == pytest.approx(summaries["base"]["metrics"]["test/f2f_fake"], abs=1e-5)
+    assert (out / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "| xception | — / 1.000 |" in printed and "| vgg16 | — / 0.955 | — / 0.960 |" in printed
 

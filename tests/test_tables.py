@@ -28,3 +28,26 @@ def test_uncomputed_cells_print_a_dash_and_computed_ones_print_ours():
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "Detector" not in ln]
     assert len(rows) == len(TABLE2_DETECTORS) * len(TABLE2_ATTACKS) + 1  # the extra FGSM row: resnet50 only
     assert all(ln.count("|") == len(TABLE2_DEFENSES) + 3 for ln in rows)
+
+
+def test_table1_layouts_print_ours_beside_the_paper():
+    from advdf.pipelines.tables import (
+        pinhasov_table1_cells,
+        pinhasov_table1_markdown,
+        table1_cells,
+        table1_markdown,
+    )
+
+    md = table1_markdown(table1_cells({("resnet50", "base"): 0.9123, ("tiny_cnn", "augmix"): 0.5}))
+    lines = md.splitlines()
+    assert lines[0] == "| Detector | Base | AugMix |"
+    assert "| resnet50 | 0.912 / 0.939 | — / 0.939 |" in lines
+    assert "| gramnet | — / 0.953 | — / 0.952 |" in lines
+    assert lines[-1] == "| tiny_cnn | — / — | 0.500 / — |"  # a detector beyond the paper's follows its rows
+    assert len(lines) == 2 + len(TABLE2_DETECTORS) + 1
+
+    report = {"vid_real": 1.0, "f2f_real": 0.75, "vid_fake": 0.5, "f2f_fake": 0.25}
+    md = pinhasov_table1_markdown(pinhasov_table1_cells({"xception": report}))
+    assert md.splitlines()[0] == "| Detector | Real Vid | Real F2F | Fake Vid | Fake F2F |"
+    assert "| xception | 1.000 / 1.000 | 0.750 / 0.994 | 0.500 / 1.000 | 0.250 / 0.998 |" in md
+    assert "| efficientnet_b4_st | — / 0.960 | — / 0.886 | — / 0.980 | — / 0.966 |" in md

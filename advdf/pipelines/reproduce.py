@@ -27,6 +27,7 @@ from advdf.models.checkpoint import file_digest
 from advdf.pipelines.attack import cache_for, run_attack, selected_positions
 from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.pipelines.evaluate import evaluate
+from advdf.pipelines.plots import ours_vs_paper_bars
 from advdf.pipelines.tables import (
     cells_csv,
     kra_table1_cells,
@@ -307,6 +308,9 @@ def _log_wandb_tables(name: str, scale: str, out_dir: Path, tables: dict[str, tu
         run.finish()
 
 
+_AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augment option
+
+
 def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
     """Raise ConfigError for detectors in ``spec.<group>`` that cannot be built, before any training starts."""
     from advdf.models import list_detectors
@@ -321,8 +325,6 @@ def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
     if bad:
         raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(_AUGMENT)}")
 
-
-_AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augment option
 
 
 def reproduce_table1(scale: str, overrides: list[str]) -> Path:
@@ -358,6 +360,8 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     atomic_write_text(out_dir / "seed001_table1.md", mdp)
     atomic_write_text(out_dir / "seed001_table1.csv", long_csv(p1, ["detector"]))
     atomic_write_json(out_dir / "report.json", report)
+    ours_vs_paper_bars(t1, "detector", "variant", out_dir / "table1.png",
+                       f"Seed 000 Table 1: clean accuracy, ours ({plan.data.name}, {scale}) and the paper's")
     _log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
                                                  "seed001_table1": (p1, ["detector"])})
     n_test = plan.data.test_per_class
@@ -372,7 +376,8 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     print("Seed 001, Table 1 — clean detectors per true class: Vid = videos (majority vote over frames), "
           "F2F = frames; each cell: ours / paper\n")
     print(mdp)
-    print(f"written: {out_dir}/table1.md, table1.csv, seed001_table1.md, seed001_table1.csv, report.json")
+    print(f"written: {out_dir}/table1.md, table1.csv, table1.png, seed001_table1.md, seed001_table1.csv, "
+          "report.json")
     return out_dir
 
 
