@@ -15,7 +15,7 @@ from tests.helpers.scripts import TINY_DATA
 
 pytestmark = pytest.mark.slow
 TINY_PLAN = ["~reproduce.detectors", "+reproduce.detectors={tiny_cnn:[]}", "~reproduce.seed001",
-             "+reproduce.seed001={tiny_cnn:[]}", "model.input_size=32", "trainer.max_epochs=2",
+             "+reproduce.seed001={tiny_cnn:[],mesonet:[]}", "+reproduce.input_size={mesonet:32}", "model.input_size=32", "trainer.max_epochs=2",
              "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none", *TINY_DATA]
 
 
@@ -35,13 +35,16 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
 
     table1 = _cells(out / "table1.csv")
     ours = {(c["detector"], c["variant"]): c["ours"] for c in table1 if c["ours"]}
-    assert set(ours) == {("tiny_cnn", "base"), ("tiny_cnn", "augmix")}  # nothing else was computed
+    # nothing else was computed; seed 001's extra detector (mesonet) stays out of seed 000's table
+    assert set(ours) == {("tiny_cnn", "base"), ("tiny_cnn", "augmix")}
     for variant, summary in summaries.items():
         assert float(ours["tiny_cnn", variant]) == pytest.approx(summary["metrics"]["test/acc"], abs=1e-5)
     assert {c["detector"] for c in table1} >= set(TABLE2_DETECTORS)
     assert all(c["paper"] for c in table1 if c["detector"] in TABLE2_DETECTORS)
 
-    seed001 = {c["metric"]: c["ours"] for c in _cells(out / "seed001_table1.csv") if c["detector"] == "tiny_cnn"}
+    seed001_cells = _cells(out / "seed001_table1.csv")
+    assert {c["detector"] for c in seed001_cells if c["ours"]} == {"tiny_cnn", "mesonet"}
+    seed001 = {c["metric"]: c["ours"] for c in seed001_cells if c["detector"] == "tiny_cnn"}
     assert float(seed001["fake_f2f"]) == pytest.approx(summaries["base"]["metrics"]["test/f2f_fake"], abs=1e-5)
     assert (out / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out

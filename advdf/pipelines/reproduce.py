@@ -350,7 +350,8 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     report["wall_s"] = time.perf_counter() - t_start
 
     runs = report["runs"]
-    accuracy = {tuple(k.split("/")): r["metrics"].get("test/acc") for k, r in runs.items()}
+    accuracy = {(det, variant): runs[f"{det}/{variant}"]["metrics"].get("test/acc")  # seed 000's detectors only
+                for det in spec.detectors for variant in spec.variants}
     seed001 = {det: {k.removeprefix("test/"): v for k, v in runs[f"{det}/base"]["metrics"].items()}
                for det in spec.seed001}
     t1, p1 = table1_cells({k: v for k, v in accuracy.items() if v is not None}), pinhasov_table1_cells(seed001)
