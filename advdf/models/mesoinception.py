@@ -13,7 +13,7 @@ from torch import nn
 
 from advdf.errors import ConfigError
 from advdf.models.base import Detector
-from advdf.models.mesonet import FeaturesHead, _conv_block
+from advdf.models.mesonet import FeaturesHead, _conv_block, meso_head
 from advdf.models.registry import register_detector
 
 
@@ -61,15 +61,7 @@ class MesoInception4(FeaturesHead):
             _conv_block(12, 16, 5, 2),
             _conv_block(16, 16, 5, 4),
         )
-        side = input_size // 32
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.5),
-            nn.Linear(16 * side * side, 16),
-            nn.LeakyReLU(0.1),
-            nn.Dropout(0.5),
-            nn.Linear(16, 1),
-        )
+        self.head = meso_head(input_size)
 
 
 @register_detector

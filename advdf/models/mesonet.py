@@ -21,6 +21,20 @@ def _conv_block(c_in: int, c_out: int, kernel: int, pool: int) -> nn.Sequential:
     )
 
 
+def meso_head(input_size: int) -> nn.Sequential:
+    """The Meso networks' classifier over 16 maps at 1/32 of the input side: dropout, dense 16, LeakyReLU 0.1,
+    dropout, one logit."""
+    side = input_size // 32
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(16 * side * side, 16),
+        nn.LeakyReLU(0.1),
+        nn.Dropout(0.5),
+        nn.Linear(16, 1),
+    )
+
+
 class FeaturesHead(nn.Module):
     """``forward = forward_head(forward_features(x))`` over ``self.features`` and ``self.head``."""
 
@@ -54,15 +68,7 @@ class Meso4(FeaturesHead):
             _conv_block(8, 16, 5, 2),
             _conv_block(16, 16, 5, 4),
         )
-        side = input_size // 32
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.5),
-            nn.Linear(16 * side * side, 16),
-            nn.LeakyReLU(0.1),
-            nn.Dropout(0.5),
-            nn.Linear(16, 1),
-        )
+        self.head = meso_head(input_size)
 
 
 class TinyCNN(FeaturesHead):

@@ -144,15 +144,20 @@ def _detector_overrides(spec: DictConfig, det: str) -> list[str]:
     return [f"model={det}", *([f"model.input_size={size}"] if size is not None else [])]
 
 
-def _check_kra_plan(spec: DictConfig) -> None:
-    """Raise ConfigError for anything in ``reproduce`` that cannot run, before any work starts."""
+def _require_detectors(names: list[str]) -> None:
+    """Raise ConfigError naming every detector of a plan that is not registered with a conf/model file."""
     from advdf.models import list_detectors
 
-    detectors = list(spec.detectors)
-    unknown = [d for d in detectors if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
+    unknown = [d for d in names if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
     if unknown:
-        raise ConfigError(f"reproduce.detectors lists {unknown}, not registered detectors with a conf/model file "
+        raise ConfigError(f"reproduce lists {unknown}, not registered detectors with a conf/model file "
                           f"(available: {', '.join(list_detectors())}); remove them or add the detectors")
+
+
+def _check_kra_plan(spec: DictConfig) -> None:
+    """Raise ConfigError for anything in ``reproduce`` that cannot run, before any work starts."""
+    detectors = list(spec.detectors)
+    _require_detectors(detectors)
     not_listed = [s for s in spec.sources if s not in detectors]
     if not_listed:
         raise ConfigError(f"reproduce.sources {not_listed} are not in reproduce.detectors")
@@ -313,14 +318,7 @@ _AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augme
 
 def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
     """Raise ConfigError for detectors in ``spec.<group>`` that cannot be built, before any training starts."""
-    from advdf.models import list_detectors
-
-    listed = [d for g in groups for d in spec[g]]
-    unknown = [d for d in dict.fromkeys(listed)
-               if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
-    if unknown:
-        raise ConfigError(f"reproduce lists {unknown}, not registered detectors with a conf/model file "
-                          f"(available: {', '.join(list_detectors())})")
+    _require_detectors(list(dict.fromkeys(d for g in groups for d in spec[g])))
     bad = [v for v in spec.variants if v not in _AUGMENT]
     if bad:
         raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(_AUGMENT)}")
