@@ -1,0 +1,64 @@
+"""Denoiser networks: shape and [0, 1] range kept, HGD's DUNET is input plus a residual, and each learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advdf.denoisers import DenoisingAutoencoder, DUNet
+from advdf.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SMALL_DUNET = {"encoder_widths": (8, 16, 16), "encoder_blocks": (1, 2, 2), "decoder_widths": (8, 16),
+               "decoder_blocks": (1, 2)}
+
+
+@pytest.mark.parametrize("make", [lambda: DUNet(**SMALL_DUNET), lambda: DenoisingAutoencoder((8, 16))])
+@pytest.mark.parametrize("side", [32, 36])
+def test_shape_and_range_are_kept(make, side):
+    torch.manual_seed(0)
+    net = make().eval()
+    x = torch.rand(2, 3, side, side)
+    if isinstance(net, DenoisingAutoencoder) and side % net.factor:
+        with pytest.raises(ConfigError, match="divisible"):
+            net(x)
+        return
+    out = net(x)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_dunet_is_input_plus_residual_with_hgd_layout():
+    torch.manual_seed(0)
+    net = DUNet(**SMALL_DUNET).eval()
+    x = torch.rand(2, 3, 33, 33)  # odd sides: the decoder upsamples to each skip's exact size
+    r = net.residual(x)
+    assert r.shape == x.shape
+    assert torch.equal(net(x), (x + r).clamp(0, 1))
+    hgd = DUNet()
+    assert [len(s) for s in hgd.encoder] == [2, 3, 3, 3, 3]
+    assert [s[0][0].out_channels for s in hgd.encoder] == [64, 128, 256, 256, 256]
+    assert [s[0][0].stride[0] for s in hgd.encoder] == [1, 2, 2, 2, 2]
+    # decoder runs deep to shallow: widths 256, 256, 128, 64 with 3, 3, 3, 2 blocks, each on skip + upsampled input
+    assert [s[0][0].out_channels for s in hgd.decoder] == [256, 256, 128, 64]
+    assert [len(s) for s in hgd.decoder] == [3, 3, 3, 2]
+    assert [s[0][0].in_channels for s in hgd.decoder] == [256 + 256, 256 + 256, 256 + 128, 128 + 64]
+    with pytest.raises(ConfigError, match="decoder"):
+        DUNet(decoder_widths=(64,), decoder_blocks=(2,))
+
+
+@pytest.mark.parametrize("make", [lambda: DUNet(**SMALL_DUNET), lambda: DenoisingAutoencoder((8, 16))])
+def test_pixel_loss_decreases_on_a_tiny_batch(make):
+    torch.manual_seed(0)
+    net = make()
+    clean = torch.rand(4, 3, 32, 32)
+    noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    losses = []
+    for _ in range(40):
+        loss = F.l1_loss(net(noisy), clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
