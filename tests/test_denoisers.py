@@ -62,3 +62,46 @@ def test_pixel_loss_decreases_on_a_tiny_batch(make):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.fixture
+def guided_batch(tiny_model):
+    """Clean images, their PGD examples against the tiny detector, and labels."""
+    from advdf.attacks import PGD
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32)
+    y = torch.arange(8) % 2
+    adv = PGD(tiny_model.eval(), eps=16 / 255, alpha=4 / 255, steps=5)(x, y)
+    return {"image": x, "adv": adv, "label": y}
+
+
+@pytest.mark.parametrize("guidance", ["logits", "features", "label", "pixel"])
+def test_each_guided_loss_decreases_and_the_detector_stays_frozen(guidance, tiny_model, guided_batch):
+    from functools import partial
+
+    from advdf.lit import DenoiserModule
+
+    torch.manual_seed(0)
+    module = DenoiserModule(DUNet(**SMALL_DUNET), tiny_model, optimizer=partial(torch.optim.Adam, lr=3e-3),
+                            guidance=guidance).train()
+    assert not tiny_model.training  # train() leaves the frozen detector in eval mode
+    weights = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    optimizer = module.configure_optimizers()
+    losses = []
+    for _ in range(15):
+        loss, _ = module.guided_loss(guided_batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert all(p.grad is None for p in tiny_model.parameters())
+    assert all(torch.equal(v, weights[k]) for k, v in tiny_model.state_dict().items())
+
+
+def test_unknown_guidance_is_a_config_error(tiny_model):
+    from advdf.lit import DenoiserModule
+
+    with pytest.raises(ConfigError, match="guidance"):
+        DenoiserModule(DUNet(**SMALL_DUNET), tiny_model, optimizer=torch.optim.Adam, guidance="perceptual")
