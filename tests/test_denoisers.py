@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from advdf.denoisers import DenoisingAutoencoder, DUNet
 from advdf.errors import ConfigError
+from tests.helpers.descent import descend
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL_DUNET = {"encoder_widths": (8, 16, 16), "encoder_blocks": (1, 2, 2), "decoder_widths": (8, 16),
@@ -54,13 +55,7 @@ def test_pixel_loss_decreases_on_a_tiny_batch(make):
     clean = torch.rand(4, 3, 32, 32)
     noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
     opt = torch.optim.Adam(net.parameters(), 1e-2)
-    losses = []
-    for _ in range(40):
-        loss = F.l1_loss(net(noisy), clean)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = descend(lambda: F.l1_loss(net(noisy), clean), opt, steps=40)
     assert losses[-1] < 0.8 * losses[0], losses
 
 
@@ -88,13 +83,7 @@ def test_each_guided_loss_decreases_and_the_detector_stays_frozen(guidance, tiny
     assert not tiny_model.training  # train() leaves the frozen detector in eval mode
     weights = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     optimizer = module.configure_optimizers()
-    losses = []
-    for _ in range(15):
-        loss, _ = module.guided_loss(guided_batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = descend(lambda: module.guided_loss(guided_batch)[0], optimizer, steps=15)
     assert losses[-1] < 0.9 * losses[0], losses
     assert all(p.grad is None for p in tiny_model.parameters())
     assert all(torch.equal(v, weights[k]) for k, v in tiny_model.state_dict().items())

@@ -12,6 +12,7 @@ from advdf.errors import ConfigError
 from advdf.lit import DetectorModule
 from advdf.lit.losses import jsd_consistency
 from advdf.models import create_detector
+from tests.helpers.descent import descend
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ADAM = partial(torch.optim.Adam, lr=1e-3)
@@ -73,13 +74,7 @@ def test_triplet_objective_decreases_on_a_tiny_batch(st_detector):
     module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None)
     optimizer = module.configure_optimizers()
     batch = _batch(n=8)
-    losses = []
-    for _ in range(8):
-        loss, _ = module._train_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = descend(lambda: module._train_loss(batch)[0], optimizer, steps=8)
     assert losses[-1] < 0.5 * losses[0], losses
     # the triplet stage trains the embedding only: the classifier gets no gradient
     assert st_detector.backbone.get_classifier().weight.grad is None
