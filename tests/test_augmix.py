@@ -160,3 +160,6 @@ def test_datamodule_gives_views_to_train_only(prepared):
     for split in ("val", "test"):
         assert "augmix" not in dm.dataset(split)[0]
         assert "augmix" not in next(iter(dm.loader(split)))
+    # Readers of the training split other than the trainer (attacks, denoiser pairs) get the frames as they are.
+    plain = dm.dataset("train")
+    assert "augmix" not in plain[0] and torch.equal(plain[0]["image"], plain[0]["image"])

@@ -6,13 +6,22 @@ import pytest
 import torch
 
 from advdf.defenses import Defended, create_defense, list_defenses
+from advdf.denoisers import DUNet
 from advdf.errors import ConfigError
+
+
+def _build(name: str):
+    """Every registered defense with its defaults; a learned denoiser wraps a tiny untrained DUNet."""
+    if name == "denoiser":
+        torch.manual_seed(0)
+        return create_defense(name, denoiser=DUNet((4, 4, 4, 4, 4), (1, 1, 1, 1, 1), (4, 4, 4, 4), (1, 1, 1, 1)))
+    return create_defense(name)
 
 
 @pytest.mark.parametrize("name", list_defenses())
 def test_shape_and_range(name):
     x = torch.rand(3, 3, 32, 32)
-    y = create_defense(name)(x)
+    y = _build(name)(x)
     assert y.shape == x.shape and y.dtype == x.dtype
     assert y.min() >= 0 and y.max() <= 1
 
@@ -48,7 +57,8 @@ def test_jpeg_is_a_real_lossy_codec():
 
 
 @pytest.mark.parametrize("kwargs", [{"name": "median", "kernel_size": 4}, {"name": "jpeg", "quality": 0},
-                                    {"name": "gaussian", "sigma": -1.0}, {"name": "blur"}])
+                                    {"name": "gaussian", "sigma": -1.0}, {"name": "blur"},
+                                    {"name": "jpeg", "surrogate": "diff"}, {"name": "median", "eot_samples": 0}])
 def test_bad_options(kwargs):
     with pytest.raises(ConfigError):
         create_defense(**kwargs)

@@ -111,25 +111,33 @@ class FFPPDataModule(pl.LightningDataModule):
                 part = balanced_subset(part, self.limit_per_split // 2, self.seed)
             if not part:
                 raise DataError(f"split {split!r} of {self.prepared_dir / 'index.csv'} is empty")
-            train = split == "train"
-            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size,
-                                                transform=self.augment if train else None,
-                                                augmix=self.augmix if train else None)
+            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size)
+        # Training batches see the augmentations (and AugMix views); every other reader of the training split
+        # (attacks, denoiser training pairs) sees the frames as they are, so cached sets match their clean images.
+        train = self.datasets["train"]
+        self.augmented_train = FrameDataset(train.rows, train.root, train.input_size, transform=self.augment,
+                                            augmix=self.augmix)
 
     def dataset(self, split: str) -> FrameDataset:
+        """The frames of ``split``, without training augmentation."""
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of {SPLITS}")
         self.setup()
         return self.datasets[split]
 
-    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None,
+               augmented: bool = False) -> DataLoader:
+        """Batches of ``split``; ``augmented`` (training split only) applies the training augmentation."""
+        dataset = self.dataset(split)
+        if augmented and split == "train":
+            dataset = self.augmented_train
         return DataLoader(
-            self.dataset(split), batch_size=batch_size or self.batch_size, shuffle=shuffle,
+            dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        return self.loader("train", shuffle=True, augmented=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

@@ -1,14 +1,20 @@
-"""Seed 000's non-learned defenses: no defense, 3x3 median / Gaussian / average smoothing, JPEG at quality q."""
+"""Seed 000's non-learned defenses: no defense, 3x3 median / Gaussian / average smoothing, JPEG at quality q.
+
+The smoothing filters are differentiable (kornia), so an adaptive attacker backpropagates through them as they
+are. JPEG is not: its adaptive attacker differentiates through a surrogate (BPDA or kornia's differentiable codec).
+"""
 
 from __future__ import annotations
 
 import torch
 import torchvision.io as tvio
+from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import box_blur, gaussian_blur2d, median_blur
-from torch import nn
 
-from advdf.defenses.base import register_defense
+from advdf.defenses.base import Defense, register_defense
 from advdf.errors import ConfigError
+
+JPEG_SURROGATES = ("bpda", "kornia")
 
 
 def _odd_kernel(kernel_size: int) -> int:
@@ -18,7 +24,7 @@ def _odd_kernel(kernel_size: int) -> int:
 
 
 @register_defense
-class NoDefense(nn.Module):
+class NoDefense(Defense):
     """The "NA" column: the detector sees the input unchanged."""
 
     defense_name = "none"
@@ -28,13 +34,13 @@ class NoDefense(nn.Module):
 
 
 @register_defense
-class MedianSmoothing(nn.Module):
+class MedianSmoothing(Defense):
     """Median filter ("MS"), default 3x3."""
 
     defense_name = "median"
 
-    def __init__(self, kernel_size: int = 3) -> None:
-        super().__init__()
+    def __init__(self, kernel_size: int = 3, adaptive: bool = False, eot_samples: int = 1) -> None:
+        super().__init__(adaptive=adaptive, eot_samples=eot_samples)
         self.kernel_size = _odd_kernel(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,13 +48,14 @@ class MedianSmoothing(nn.Module):
 
 
 @register_defense
-class GaussianSmoothing(nn.Module):
+class GaussianSmoothing(Defense):
     """Gaussian filter ("GS"), default 3x3 with sigma 0.8 (OpenCV's default sigma for a 3x3 kernel)."""
 
     defense_name = "gaussian"
 
-    def __init__(self, kernel_size: int = 3, sigma: float = 0.8) -> None:
-        super().__init__()
+    def __init__(self, kernel_size: int = 3, sigma: float = 0.8, adaptive: bool = False,
+                 eot_samples: int = 1) -> None:
+        super().__init__(adaptive=adaptive, eot_samples=eot_samples)
         self.kernel_size = _odd_kernel(kernel_size)
         if sigma <= 0:
             raise ConfigError(f"sigma must be positive, got {sigma}")
@@ -60,13 +67,13 @@ class GaussianSmoothing(nn.Module):
 
 
 @register_defense
-class AverageSmoothing(nn.Module):
+class AverageSmoothing(Defense):
     """Mean filter ("AS"), default 3x3."""
 
     defense_name = "average"
 
-    def __init__(self, kernel_size: int = 3) -> None:
-        super().__init__()
+    def __init__(self, kernel_size: int = 3, adaptive: bool = False, eot_samples: int = 1) -> None:
+        super().__init__(adaptive=adaptive, eot_samples=eot_samples)
         self.kernel_size = _odd_kernel(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,19 +82,26 @@ class AverageSmoothing(nn.Module):
 
 
 @register_defense
-class JPEG(nn.Module):
+class JPEG(Defense):
     """A real JPEG encode/decode at ``quality`` (libjpeg through torchvision), batched.
 
-    Not differentiable: attacks that must see through it use an adaptive approximation instead.
+    The real codec is not differentiable; ``through`` gives an adaptive attacker a surrogate:
+
+    - ``"bpda"``: the real JPEG forward with an identity backward (Athalye et al. 2018's BPDA);
+    - ``"kornia"``: kornia's differentiable JPEG (Reich et al. 2024), forward and backward, close to the real codec.
     """
 
     defense_name = "jpeg"
 
-    def __init__(self, quality: int = 90) -> None:
-        super().__init__()
+    def __init__(self, quality: int = 90, surrogate: str = "bpda", adaptive: bool = False,
+                 eot_samples: int = 1) -> None:
+        super().__init__(adaptive=adaptive, eot_samples=eot_samples)
         if not 1 <= quality <= 100:
             raise ConfigError(f"JPEG quality must be in [1, 100], got {quality}")
+        if surrogate not in JPEG_SURROGATES:
+            raise ConfigError(f"unknown JPEG surrogate {surrogate!r}; choose one of {', '.join(JPEG_SURROGATES)}")
         self.quality = int(quality)
+        self.surrogate = surrogate
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,3 +110,11 @@ class JPEG(nn.Module):
         encoded = tvio.encode_jpeg(list(images), quality=self.quality)
         decoded = tvio.decode_jpeg(encoded, mode=tvio.ImageReadMode.RGB)
         return torch.stack(decoded).to(device=device, dtype=x.dtype) / 255.0
+
+    def through(self, x: torch.Tensor) -> torch.Tensor:
+        if self.surrogate == "kornia":
+            quality = torch.tensor([self.quality], dtype=x.dtype, device=x.device)
+            return jpeg_codec_differentiable(x, quality)
+        # Adding x - x.detach() (exactly zero) keeps the real JPEG's values bit for bit and routes the gradient
+        # straight to x: the identity backward of BPDA.
+        return self(x) + (x - x.detach())

@@ -2,5 +2,6 @@
 
 from advdf.denoisers.dae import DenoisingAutoencoder
 from advdf.denoisers.hgd import DUNet
+from advdf.denoisers.td import TransferableDenoiser
 
-__all__ = ["DUNet", "DenoisingAutoencoder"]
+__all__ = ["DUNet", "DenoisingAutoencoder", "TransferableDenoiser"]

@@ -19,7 +19,7 @@ from advdf.attacks import base as attack_base
 from advdf.attacks import losses as attack_losses
 from advdf.attacks.base import Attack
 from advdf.attacks.checks import check_adversarial, perturbation_norms
-from advdf.data.dataset import FrameDataset
+from advdf.data.dataset import FrameDataset, balanced_subset
 from advdf.models.checkpoint import file_digest
 from advdf.pipelines.cache import AdversarialCache
 from advdf.pipelines.common import (
@@ -40,6 +40,15 @@ def selected_positions(dataset: FrameDataset, limit: int | None) -> list[int]:
     return list(range(len(dataset) if limit is None else min(limit, len(dataset))))
 
 
+def balanced_positions(dataset: FrameDataset, per_class: int | None, seed: int = 0) -> list[int]:
+    """Positions of a balanced subset of ``dataset`` (``per_class`` real and fake frames, fakes spread over the
+    manipulations; see :func:`advdf.data.dataset.balanced_subset`); all positions when ``per_class`` is None."""
+    if per_class is None:
+        return list(range(len(dataset)))
+    picked = {r["row"] for r in balanced_subset(dataset.rows, per_class, seed)}
+    return [i for i, r in enumerate(dataset.rows) if r["row"] in picked]
+
+
 def attack_code_digest(target: str) -> str:
     """Digest of the attack's implementation (its module, the base class, the losses).
 
@@ -49,9 +58,15 @@ def attack_code_digest(target: str) -> str:
     return digest(sorted(inspect.getsource(m) for m in modules))
 
 
-def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, positions: list[int]) -> AdversarialCache:
-    """The cache of ``attack_cfg`` against the detector at ``cfg.checkpoint`` on ``positions`` of ``dataset``."""
+def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, positions: list[int],
+              target: dict | None = None) -> AdversarialCache:
+    """The cache of ``attack_cfg`` against the detector at ``cfg.checkpoint`` on ``positions`` of ``dataset``.
+
+    ``target`` describes what was attacked beyond the detector (an adaptive attack's defense and its weights); it is
+    part of the key, so each attacked model has its own set.
+    """
     key = {
+        **({"target": target} if target else {}),
         "detector": {"name": cfg.model.name, "weights_sha256": file_digest(cfg.checkpoint)},
         "attack": OmegaConf.to_container(attack_cfg, resolve=True),
         "attack_code": attack_code_digest(attack_cfg._target_),
@@ -62,7 +77,8 @@ def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, po
         "shard_size": cfg.shard_size,
     }
     root = Path(cfg.paths.cache_dir) / cfg.data.name / Path(cfg.checkpoint).parent.name
-    return AdversarialCache.for_run(root, attack_cfg.name, key, math.ceil(len(positions) / cfg.shard_size))
+    label = attack_cfg.name if not target else f"{attack_cfg.name}-through-{target['name']}"
+    return AdversarialCache.for_run(root, label, key, math.ceil(len(positions) / cfg.shard_size))
 
 
 def attack_shard(attack: Attack, loader: DataLoader, device: torch.device) -> dict:
@@ -117,19 +133,22 @@ def summarize(cache: AdversarialCache) -> dict:
     }
 
 
-def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule=None, detector=None) -> dict:
+def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule=None, detector=None,
+               positions: list[int] | None = None, target: dict | None = None) -> dict:
     """Generate (or finish generating) the adversarial set of ``attack_cfg`` (default ``cfg.attack``).
 
-    ``datamodule`` and ``detector`` (the trained detector of ``cfg``, on ``cfg.device``) are built when not given.
-    Returns the set's summary (accuracies, ASR, norms, time), its cache directory and the shards run now.
+    ``datamodule`` and ``detector`` (the trained detector of ``cfg``, on ``cfg.device``, or the model an adaptive
+    attack differentiates, described by ``target``; see :func:`cache_for`) are built when not given; ``positions``
+    (of ``cfg.split``) default to the first ``cfg.limit``. Returns the set's summary (accuracies, ASR, norms, time),
+    its cache directory and the shards run now.
     """
     attack_cfg = attack_cfg if attack_cfg is not None else cfg.attack
     device = resolve_device(cfg.device)
     datamodule = datamodule or build_datamodule(cfg)
     dataset = datamodule.dataset(cfg.split)
-    positions = selected_positions(dataset, cfg.limit)
+    positions = positions if positions is not None else selected_positions(dataset, cfg.limit)
     detector = detector if detector is not None else load_trained_detector(cfg, device)
-    cache = cache_for(cfg, attack_cfg, dataset, positions)
+    cache = cache_for(cfg, attack_cfg, dataset, positions, target)
     todo = cache.missing_shards()
     if cache.complete:
         log.info("adversarial set already cached: %s", cache.directory)

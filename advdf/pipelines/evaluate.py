@@ -16,6 +16,7 @@ from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
 from advdf.metrics import detection_report
 from advdf.pipelines.attack import cache_for, selected_positions
+from advdf.pipelines.cache import AdversarialCache
 from advdf.pipelines.common import (
     build_datamodule,
     build_loggers,
@@ -42,26 +43,51 @@ def _predict(detector, defenses: dict, x: torch.Tensor) -> dict[str, torch.Tenso
     return {name: detector(defense(x)).argmax(1).cpu() for name, defense in defenses.items()}
 
 
-def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDataset, positions: list[int],
-                  device: torch.device) -> list[dict]:
-    """Rows (attack, defense, n, acc, f2f, vid, ...) for the clean set and every cached attack.
-
-    Adversarial examples are re-checked against the clean images (eps-ball, [0, 1], finite) before use.
-    """
-    rows = []
-    clean_preds: dict[str, list] = {d: [] for d in defenses}
+def evaluate_clean(cfg: DictConfig, detector, defenses: dict, dataset: FrameDataset, positions: list[int],
+                   device: torch.device) -> list[dict]:
+    """One row (attack "clean", defense, n, acc, f2f, vid, ...) per defense on the clean frames at ``positions``."""
+    preds: dict[str, list] = {d: [] for d in defenses}
     labels, videos = [], []
     for start in tqdm(range(0, len(positions), cfg.batch_size), desc="clean", unit="batch"):
         batch = _stack(dataset, positions[start:start + cfg.batch_size])
         for d, p in _predict(detector, defenses, batch["image"].to(device)).items():
-            clean_preds[d].append(p)
+            preds[d].append(p)
         labels.append(batch["label"])
         videos.append(batch["video"])
     label, video = torch.cat(labels), torch.cat(videos)
-    for d, preds in clean_preds.items():
-        rows.append({"attack": "clean", "defense": d, "n": len(label),
-                     **detection_report(torch.cat(preds), label, video)})
+    return [{"attack": "clean", "defense": d, "n": len(label), **detection_report(torch.cat(p), label, video)}
+            for d, p in preds.items()]
 
+
+def evaluate_cached(cfg: DictConfig, name: str, attack_cfg: DictConfig, cache: AdversarialCache, detector,
+                    defenses: dict, dataset: FrameDataset, device: torch.device) -> list[dict]:
+    """One row per defense on the complete cached set ``cache`` of ``attack_cfg``.
+
+    Adversarial examples are re-checked against the clean images (eps-ball, [0, 1], finite) before use.
+    """
+    attack = instantiate(attack_cfg)(model=detector)  # its resolved budget and norm, for the re-check
+    preds: dict[str, list] = {d: [] for d in defenses}
+    labels, videos = [], []
+    for shard in tqdm(cache.shards(), total=cache.num_shards, desc=name, unit="shard"):
+        pos = shard["position"].tolist()
+        clean = _stack(dataset, pos)
+        check_adversarial(shard["x_adv"], clean["image"], attack.eps, attack.norm)
+        for start in range(0, len(pos), cfg.batch_size):
+            x_adv = shard["x_adv"][start:start + cfg.batch_size].to(device)
+            for d, p in _predict(detector, defenses, x_adv).items():
+                preds[d].append(p)
+        labels.append(clean["label"])
+        videos.append(clean["video"])
+    label, video = torch.cat(labels), torch.cat(videos)
+    return [{"attack": name, "defense": d, "n": len(label), **detection_report(torch.cat(p), label, video)}
+            for d, p in preds.items()]
+
+
+def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDataset, positions: list[int],
+                  device: torch.device) -> list[dict]:
+    """Rows (attack, defense, n, acc, f2f, vid, ...) for the clean set and every cached attack of ``cfg.attacks``;
+    an attack without a complete cached set gets rows with n = 0 (its cells print "—")."""
+    rows = evaluate_clean(cfg, detector, defenses, dataset, positions, device)
     for name, attack_cfg in (cfg.get("attacks") or {}).items():
         cache = cache_for(cfg, attack_cfg, dataset, positions)
         if not cache.complete:
@@ -69,22 +95,7 @@ def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDatas
                         "python attack.py attack=%s model=%s", name, cache.directory, MISSING, name, cfg.model.name)
             rows += [{"attack": name, "defense": d, "n": 0} for d in defenses]
             continue
-        attack = instantiate(attack_cfg)(model=detector)  # its resolved budget and norm, for the re-check
-        adv_preds: dict[str, list] = {d: [] for d in defenses}
-        adv_labels, adv_videos = [], []
-        for shard in tqdm(cache.shards(), total=cache.num_shards, desc=name, unit="shard"):
-            pos = shard["position"].tolist()
-            clean = _stack(dataset, pos)
-            check_adversarial(shard["x_adv"], clean["image"], attack.eps, attack.norm)
-            for start in range(0, len(pos), cfg.batch_size):
-                x_adv = shard["x_adv"][start:start + cfg.batch_size].to(device)
-                for d, p in _predict(detector, defenses, x_adv).items():
-                    adv_preds[d].append(p)
-            adv_labels.append(clean["label"])
-            adv_videos.append(clean["video"])
-        al, av = torch.cat(adv_labels), torch.cat(adv_videos)
-        for d, preds in adv_preds.items():
-            rows.append({"attack": name, "defense": d, "n": len(al), **detection_report(torch.cat(preds), al, av)})
+        rows += evaluate_cached(cfg, name, attack_cfg, cache, detector, defenses, dataset, device)
     return rows
 
 

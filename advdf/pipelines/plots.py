@@ -6,6 +6,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from advdf.errors import ConfigError
+
 
 def ours_vs_paper_bars(cells: Sequence[dict], row_key: str, series_key: str, path: str | Path,
                        title: str, ylabel: str = "accuracy") -> Path:
@@ -45,3 +49,91 @@ def ours_vs_paper_bars(cells: Sequence[dict], row_key: str, series_key: str, pat
     fig.savefig(tmp, format="png")
     os.replace(tmp, path)
     return path
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically (temporary file, then rename) so a reader never sees half a picture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def _heatmap_figure(n_rows: int, n_cols: int, n_panels: int):
+    """An Agg figure sized for ``n_panels`` side-by-side heatmaps of ``n_rows`` x ``n_cols`` (~0.18 in a row)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    height = max(4.0, 0.18 * n_rows + 1.5)
+    width = 2.5 + n_panels * (0.45 * n_cols + 1.2)
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _draw_heatmap(fig, ax, matrix: np.ndarray, rows: Sequence[str] | None, cols: Sequence[str], title: str,
+                  cmap: str, vmin: float, vmax: float) -> None:
+    """One heatmap panel with its colorbar: NaN cells grey, each finite cell annotated (2 decimals) when there are
+    at most 70 rows; ``rows=None`` leaves the row axis unlabelled (a panel beside one that carries the labels)."""
+    import matplotlib
+
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")
+    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=colormap, norm=norm, aspect="auto",
+                      interpolation="nearest")
+    n_rows, n_cols = matrix.shape
+    ax.set_xticks(range(n_cols), list(cols), rotation=45, ha="left", fontsize=7)
+    ax.tick_params(axis="x", top=True, labeltop=True, bottom=False, labelbottom=False)
+    if rows is None:
+        ax.set_yticks(range(n_rows))
+        ax.tick_params(axis="y", labelleft=False)
+    else:
+        ax.set_yticks(range(n_rows), list(rows), fontsize=6 if n_rows > 20 else 8)
+    ax.set_title(title, fontsize=9)
+    if n_rows <= 70:
+        fontsize = 5 if n_rows > 30 else 6
+        for i, j in zip(*np.nonzero(np.isfinite(matrix)), strict=True):
+            r, g, b, _ = colormap(norm(matrix[i, j]))
+            color = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=fontsize, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, aspect=40).ax.tick_params(labelsize=7)
+
+
+def _check_grid(rows: Sequence[str], cols: Sequence[str], matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(rows), len(cols)) or matrix.size == 0:
+        raise ConfigError(f"heatmap: matrix of shape {matrix.shape} does not match {len(rows)} rows x {len(cols)} "
+                          "columns (both must be non-empty)")
+    return matrix
+
+
+def grid_heatmap(rows: Sequence[str], cols: Sequence[str], matrix: np.ndarray, path: str | Path, title: str,
+                 cmap: str = "viridis", vmin: float = 0, vmax: float = 1) -> Path:
+    """A single-panel heatmap of ``matrix`` (rows x cols, NaN drawn grey), written atomically as PNG."""
+    matrix = _check_grid(rows, cols, matrix)
+    fig = _heatmap_figure(len(rows), len(cols), 1)
+    _draw_heatmap(fig, fig.add_subplot(), matrix, rows, cols, title, cmap, vmin, vmax)
+    return _save_png(fig, path)
+
+
+def table2_heatmaps(cells: Sequence[dict], path: str | Path, title: str) -> Path:
+    """Seed 000's Table 2 as two heatmaps side by side: our accuracies (0..1) and ours - paper (-1..1, centred
+    at 0). Rows with no value of ours are left out so a partly computed grid stays readable (all rows are kept
+    when none has a value). Written atomically as PNG."""
+    from advdf.pipelines.tables import table2_matrix
+
+    rows, cols, ours = table2_matrix(cells, "ours")
+    _, _, diff = table2_matrix(cells, "diff")
+    keep = ~np.all(np.isnan(ours), axis=1)
+    if keep.any():
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        ours, diff = ours[keep], diff[keep]
+    ours = _check_grid(rows, cols, ours)
+    fig = _heatmap_figure(len(rows), len(cols), 2)
+    fig.suptitle(title, fontsize=10)
+    left, right = fig.subplots(1, 2)
+    _draw_heatmap(fig, left, ours, rows, cols, "ours", "viridis", 0.0, 1.0)
+    _draw_heatmap(fig, right, diff, None, cols, "ours − paper", "RdBu", -1.0, 1.0)
+    return _save_png(fig, path)

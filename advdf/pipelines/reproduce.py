@@ -18,18 +18,25 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from advdf.errors import AdvdfError, ConfigError
+from advdf.errors import ConfigError
 from advdf.models.checkpoint import file_digest
 from advdf.pipelines.attack import cache_for, run_attack, selected_positions
 from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
-from advdf.pipelines.evaluate import evaluate
+from advdf.pipelines.grid import reproduce_table2
+from advdf.pipelines.plan import (
+    AUGMENT,
+    compose_config,
+    detector_overrides,
+    ensure_trained,
+    log_wandb_tables,
+    require_detectors,
+)
 from advdf.pipelines.plots import ours_vs_paper_bars
 from advdf.pipelines.tables import (
-    cells_csv,
     kra_table1_cells,
     kra_table1_markdown,
     kra_table2_cells,
@@ -39,125 +46,18 @@ from advdf.pipelines.tables import (
     pinhasov_table1_markdown,
     table1_cells,
     table1_markdown,
-    table2_cells,
-    table2_markdown,
 )
-from advdf.pipelines.train import train_job
 from advdf.pipelines.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
-from advdf.utils.entry import CONF_DIR, set_repo_root
+from advdf.utils.entry import CONF_DIR, set_repo_root, user_error
 from advdf.utils.io import atomic_write_json, atomic_write_text, digest
-from advdf.utils.logging_setup import default_wandb_mode
 
 log = logging.getLogger("advdf.reproduce")
-
-
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with ``overrides`` exactly as the Hydra entry point would."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
-        return compose(config_name=config_name, overrides=overrides)
-
-
-def ensure_trained(overrides: list[str]) -> tuple[dict, bool]:
-    """Train the detector of ``overrides`` unless a finished run already sits in its directory.
-
-    Returns its metrics and whether they come from an earlier run (nothing was trained).
-    """
-    cfg = compose_config("train", overrides)
-    summary = Path(cfg.paths.detector_dir) / "train_summary.json"
-    if summary.is_file() and (Path(cfg.paths.detector_dir) / "detector.safetensors").is_file():
-        log.info("reusing trained %s: %s", cfg.model.name, cfg.paths.detector_dir)
-        return json.loads(summary.read_text())["metrics"], True
-    return train_job(cfg), False
-
-
-def reproduce_table2(scale: str, overrides: list[str]) -> Path:
-    """Seed 000's Table 2 with what advdf has built; returns the results directory."""
-    base = [f"experiment=table2_{scale}", *overrides]
-    plan = compose_config("evaluate", base)
-    out_dir = Path(plan.paths.results_dir) / f"table2_{scale}"
-    ours: dict[tuple[str, str, str], float] = {}
-    report: dict = {"scale": scale, "overrides": overrides, "detectors": {}}
-    t_start = time.perf_counter()
-    for det, train_overrides in plan.reproduce.detectors.items():
-        ov = [*base, f"model={det}"]
-        t0 = time.perf_counter()
-        train_metrics, _ = ensure_trained([*ov, *train_overrides])
-        t_train = time.perf_counter() - t0
-        attack_cfg, eval_cfg = compose_config("attack", ov), compose_config("evaluate", ov)
-        datamodule = build_datamodule(attack_cfg)
-        attacks = {}
-        for name, conf in eval_cfg.attacks.items():
-            t1 = time.perf_counter()
-            summary = run_attack(attack_cfg, conf, datamodule=datamodule)
-            attacks[name] = {**summary, "wall_s": time.perf_counter() - t1}
-        t2 = time.perf_counter()
-        rows = evaluate(eval_cfg, datamodule=datamodule)
-        clean = {r["defense"]: r["f2f"] for r in rows if r["attack"] == "clean"}
-        for r in rows:
-            if r["attack"] != "clean" and "f2f" in r:
-                ours[(det, r["attack"], r["defense"])] = r["f2f"]
-        report["detectors"][det] = {"train": train_metrics, "train_wall_s": t_train, "attacks": attacks,
-                                    "clean_acc": clean, "evaluate_wall_s": time.perf_counter() - t2}
-    report["wall_s"] = time.perf_counter() - t_start
-
-    cells = table2_cells(ours)
-    markdown = table2_markdown(cells)
-    atomic_write_text(out_dir / "table2.md", markdown)
-    atomic_write_text(out_dir / "table2.csv", cells_csv(cells))
-    atomic_write_json(out_dir / "report.json", report)
-    _log_wandb(cells, scale, out_dir)
-    print(_headline(report))
-    print("\nSeed 000, Table 2 — accuracy on attacked test sets (eps 16/255); each cell: ours / paper; "
-          "— = not computed (not built yet)\n")
-    print(markdown)
-    print(f"written: {out_dir}/table2.md, table2.csv, report.json")
-    return out_dir
-
-
-def _headline(report: dict) -> str:
-    lines = [f"reproduce-table2 ({report['scale']}): {report['wall_s']:.0f} s"]
-    for det, r in report["detectors"].items():
-        atk = ", ".join(f"{a}: acc {s['acc_adv']:.3f} ({s['wall_s']:.0f} s)" for a, s in r["attacks"].items())
-        lines.append(f"  {det}: clean acc {r['clean_acc'].get('na', float('nan')):.3f}, "
-                     f"train {r['train_wall_s']:.0f} s; {atk}")
-    return "\n".join(lines)
-
-
-def _log_wandb(cells: list[dict], scale: str, out_dir: Path) -> None:
-    import os
-
-    import wandb
-
-    os.environ.setdefault("WANDB_MODE", default_wandb_mode())
-    run = wandb.init(project="advdf", job_type="reproduce", name=f"table2-{scale}", dir=str(out_dir),
-                     config={"scale": scale})
-    try:
-        columns = ["detector", "attack", "defense", "ours", "paper"]
-        run.log({"table2": wandb.Table(columns=columns, data=[[c[k] for k in columns] for c in cells])})
-    finally:
-        run.finish()
-
-
-def _detector_overrides(spec: DictConfig, det: str) -> list[str]:
-    """Overrides of every stage of ``det``: the model and, when the plan gives one, its input side."""
-    size = (spec.get("input_size") or {}).get(det)
-    return [f"model={det}", *([f"model.input_size={size}"] if size is not None else [])]
-
-
-def _require_detectors(names: list[str]) -> None:
-    """Raise ConfigError naming every detector of a plan that is not registered with a conf/model file."""
-    from advdf.models import list_detectors
-
-    unknown = [d for d in names if d not in list_detectors() or not (CONF_DIR / "model" / f"{d}.yaml").is_file()]
-    if unknown:
-        raise ConfigError(f"reproduce lists {unknown}, not registered detectors with a conf/model file "
-                          f"(available: {', '.join(list_detectors())}); remove them or add the detectors")
 
 
 def _check_kra_plan(spec: DictConfig) -> None:
     """Raise ConfigError for anything in ``reproduce`` that cannot run, before any work starts."""
     detectors = list(spec.detectors)
-    _require_detectors(detectors)
+    require_detectors(detectors)
     not_listed = [s for s in spec.sources if s not in detectors]
     if not_listed:
         raise ConfigError(f"reproduce.sources {not_listed} are not in reproduce.detectors")
@@ -192,7 +92,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     t_start = time.perf_counter()
     for det, train_overrides in spec.detectors.items():
         t0 = time.perf_counter()
-        metrics, _ = ensure_trained([*base, *_detector_overrides(spec, det), *train_overrides])
+        metrics, _ = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
         report["detectors"][det] = {"train": metrics, "train_wall_s": time.perf_counter() - t0, "attacks": {}}
     report["train_wall_s"] = time.perf_counter() - t_start
 
@@ -202,7 +102,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     cfgs: dict[str, DictConfig] = {}
     datamodules = {}
     for det in spec.detectors:
-        cfgs[det] = compose_config("attack", [*base, *_detector_overrides(spec, det)])
+        cfgs[det] = compose_config("attack", [*base, *detector_overrides(spec, det)])
         datamodules[det] = build_datamodule(cfgs[det])
     for det in spec.sources:
         device = resolve_device(cfgs[det].device)
@@ -210,7 +110,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
         dataset = datamodules[det].dataset(cfgs[det].split)
         positions = selected_positions(dataset, cfgs[det].limit)
         for name in dict.fromkeys([*spec.attacks, spec.transfer_attack]):
-            cfg = compose_config("attack", [*base, *_detector_overrides(spec, det), f"attack={name}"])
+            cfg = compose_config("attack", [*base, *detector_overrides(spec, det), f"attack={name}"])
             t1 = time.perf_counter()
             summary = run_attack(cfg, cfg.attack, datamodule=datamodules[det])
             built = instantiate(cfg.attack)(model=detector)  # the resolved budget and norm, for the re-check
@@ -243,7 +143,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     atomic_write_text(out_dir / "table1.csv", long_csv(table1, ["attack", "dataset", "network"]))
     atomic_write_text(out_dir / "table2.csv", long_csv(table2, ["source", "target"]))
     atomic_write_json(out_dir / "report.json", report)
-    _log_wandb_tables("kra", scale, out_dir, {"kra_table1": (table1, ["attack", "dataset", "network"]),
+    log_wandb_tables("kra", scale, out_dir, {"kra_table1": (table1, ["attack", "dataset", "network"]),
                                               "kra_table2": (table2, ["source", "target"])})
     n = next(iter(next(iter(report["detectors"].values()))["attacks"].values()), {}).get("n", 0)
     print(_headline_kra(report))
@@ -296,32 +196,12 @@ def _headline_kra(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _log_wandb_tables(name: str, scale: str, out_dir: Path, tables: dict[str, tuple[list[dict], list[str]]]) -> None:
-    """Log long-format cell lists as W&B tables: ``{key: (cells, key columns)}``, each with metric/ours/paper."""
-    import os
-
-    import wandb
-
-    os.environ.setdefault("WANDB_MODE", default_wandb_mode())
-    run = wandb.init(project="advdf", job_type="reproduce", name=f"{name}-{scale}", dir=str(out_dir),
-                     config={"scale": scale})
-    try:
-        for key, (cells, cols) in tables.items():
-            columns = [*cols, "metric", "ours", "paper"]
-            run.log({key: wandb.Table(columns=columns, data=[[c[k] for k in columns] for c in cells])})
-    finally:
-        run.finish()
-
-
-_AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augment option
-
-
 def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
     """Raise ConfigError for detectors in ``spec.<group>`` that cannot be built, before any training starts."""
-    _require_detectors(list(dict.fromkeys(d for g in groups for d in spec[g])))
-    bad = [v for v in spec.variants if v not in _AUGMENT]
+    require_detectors(list(dict.fromkeys(d for g in groups for d in spec[g])))
+    bad = [v for v in spec.variants if v not in AUGMENT]
     if bad:
-        raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(_AUGMENT)}")
+        raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(AUGMENT)}")
 
 
 
@@ -341,7 +221,7 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     for i, (det, variant, train_overrides) in enumerate(jobs, 1):
         log.info("[%d/%d] %s (%s)", i, len(jobs), det, variant)
         t0 = time.perf_counter()
-        metrics, reused = ensure_trained([*base, *_detector_overrides(spec, det), f"augment={_AUGMENT[variant]}",
+        metrics, reused = ensure_trained([*base, *detector_overrides(spec, det), f"augment={AUGMENT[variant]}",
                                           *train_overrides])
         report["runs"][f"{det}/{variant}"] = {"metrics": metrics, "reused": reused,
                                               "wall_s": time.perf_counter() - t0}
@@ -361,7 +241,7 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     atomic_write_json(out_dir / "report.json", report)
     ours_vs_paper_bars(t1, "detector", "variant", out_dir / "table1.png",
                        f"Seed 000 Table 1: clean accuracy, ours ({plan.data.name}, {scale}) and the paper's")
-    _log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
+    log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
                                                  "seed001_table1": (p1, ["detector"])})
     n_test = plan.data.test_per_class
     print(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
@@ -393,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     set_repo_root()
     try:
         TABLES[args.table](args.scale, args.overrides)
-    except AdvdfError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        user = user_error(err)
+        if user is None and isinstance(err, (OverrideParseException, ConfigCompositionException)):
+            user = err  # a malformed override or an unknown config option: the user's input, not a bug
+        if user is None:
+            raise
+        print(f"error: {user}", file=sys.stderr)
         return 2
     return 0
 

@@ -6,7 +6,10 @@ import csv
 import io
 from collections.abc import Sequence
 
+import numpy as np
+
 from advdf import paper_values
+from advdf.errors import ConfigError
 
 MISSING = "—"
 
@@ -241,3 +244,95 @@ def pinhasov_table1_markdown(cells: Sequence[dict]) -> str:
         vals = [f"{_fmt(by_key[det, m]['ours'])} / {_fmt(by_key[det, m]['paper'])}" for m in PINHASOV_TABLE1_METRICS]
         lines.append(f"| {det} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+# LaTeX and matrix forms of seed 000's Table 2 (and of other label x column grids). In LaTeX a value that was not
+# computed prints ``--`` (an en dash), the counterpart of :data:`MISSING` in the Markdown tables.
+LATEX_MISSING = "--"
+_LATEX_SPECIALS = {"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#"}
+
+
+def _latex_text(text: str) -> str:
+    """A label (detector, attack, defense header) made safe for a LaTeX cell: ``_`` -> ``\\_`` and similar."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def _latex_num(value: float | None) -> str:
+    return LATEX_MISSING if value is None else f"{value:.3f}"
+
+
+def _latex_table(headers: Sequence[str], n_label_cols: int, blocks: Sequence[Sequence[Sequence[str]]],
+                 caption: str, label: str) -> str:
+    """A booktabs ``table``: ``n_label_cols`` left-aligned label columns then right-aligned value columns.
+
+    ``blocks`` are groups of rows (each row a list of already formatted cells) separated by ``\\midrule``;
+    ``caption`` is written as given (it may hold LaTeX), headers are escaped here.
+    """
+    spec = "l" * n_label_cols + "r" * (len(headers) - n_label_cols)
+    lines = [r"\begin{table}[ht]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_latex_text(h) for h in headers) + r" \\"]
+    for block in blocks:
+        lines.append(r"\midrule")
+        lines += [" & ".join(row) + r" \\" for row in block]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _table2_rows(cells: Sequence[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """Cells grouped by (detector, attack) in cell order, then by defense column."""
+    rows: dict[tuple[str, str], dict[str, dict]] = {}
+    for c in cells:
+        rows.setdefault((c["detector"], c["attack"]), {})[c["defense"]] = c
+    return rows
+
+
+def table2_latex(cells: Sequence[dict], caption: str, label: str = "tab:table2") -> str:
+    """Seed 000's Table 2 as a standalone-includable LaTeX ``table`` (needs ``\\usepackage{booktabs}``).
+
+    One row per (detector, attack) in cell order, each defense cell reading ``ours / paper`` with three decimals
+    (``--`` where a value is missing, as ``—`` is in :func:`table2_markdown`). The detector is named on the first
+    row of its block only, and a ``\\midrule`` separates detectors.
+    """
+    blocks: dict[str, list[list[str]]] = {}
+    for (det, att), by_def in _table2_rows(cells).items():
+        block = blocks.setdefault(det, [])
+        vals = [f"{_latex_num((by_def.get(d) or {}).get('ours'))} / {_latex_num((by_def.get(d) or {}).get('paper'))}"
+                for d in TABLE2_DEFENSES]
+        block.append([_latex_text(det) if not block else "", _latex_text(att), *vals])
+    headers = ["Detector", "Attack", *(TABLE2_HEADERS[d] for d in TABLE2_DEFENSES)]
+    return _latex_table(headers, 2, list(blocks.values()), caption, label)
+
+
+def grid_latex(rows: list[str], cols: list[str], values: dict[tuple[str, str], float | None], caption: str,
+               label: str) -> str:
+    """A LaTeX ``table`` of single numbers (three decimals): one row per label in ``rows`` (e.g.
+    ``"resnet50 / pgd"``), one column per label in ``cols``; ``values`` keyed by (row, col), ``--`` where a
+    key is absent or None."""
+    body = [[_latex_text(r), *(_latex_num(values.get((r, c))) for c in cols)] for r in rows]
+    return _latex_table(["", *cols], 1, [body], caption, label)
+
+
+def table2_matrix(cells: Sequence[dict], value: str) -> tuple[list[str], list[str], np.ndarray]:
+    """Table 2 as a matrix for plotting: (row labels ``"detector / attack"`` in cell order, defense headers,
+    float array of shape rows x defenses).
+
+    Args:
+        value: ``"ours"``, ``"paper"`` or ``"diff"`` (ours - paper). A missing value, or a missing operand of a
+            difference, is NaN.
+    """
+    if value not in ("ours", "paper", "diff"):
+        raise ConfigError(f"table2_matrix: value must be 'ours', 'paper' or 'diff', got {value!r}")
+    grouped = _table2_rows(cells)
+    matrix = np.full((len(grouped), len(TABLE2_DEFENSES)), np.nan)
+    for i, by_def in enumerate(grouped.values()):
+        for j, d in enumerate(TABLE2_DEFENSES):
+            c = by_def.get(d) or {}
+            ours, paper = c.get("ours"), c.get("paper")
+            if value == "diff":
+                if ours is not None and paper is not None:
+                    matrix[i, j] = ours - paper
+            elif c.get(value) is not None:
+                matrix[i, j] = c[value]
+    rows = [f"{det} / {att}" for det, att in grouped]
+    return rows, [TABLE2_HEADERS[d] for d in TABLE2_DEFENSES], matrix

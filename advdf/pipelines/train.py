@@ -18,6 +18,18 @@ from advdf.utils.logging_setup import finish_wandb
 log = logging.getLogger(__name__)
 
 
+def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """``best.ckpt`` (lowest val/loss) and ``last.ckpt`` (the latest epoch) in ``out_dir``.
+
+    Lightning's ``save_last`` only writes when a best checkpoint is written; resuming needs the latest epoch.
+    """
+    best = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
+                           enable_version_counter=False)
+    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
+    return best, latest
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` on ``cfg.data``; returns test metrics (or validation ones with ``test=false``).
 
@@ -31,11 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     detector = instantiate(cfg.model)
     module = instantiate(cfg.module, detector=detector)
-    checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
-                                 enable_version_counter=False)
-    # Lightning's save_last only writes when a best checkpoint is written; resuming needs the latest epoch.
-    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
-                             enable_version_counter=False)
+    checkpoint, latest = checkpoint_callbacks(out_dir)
     run_name, group = job_identity()
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint, latest],
                                       logger=build_loggers(cfg, run_name, group) or False)
@@ -64,8 +72,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def train_job(cfg: DictConfig) -> dict[str, float]:
-    """The body of ``train.py``: train, then close W&B so each multirun job keeps its own run."""
+    """The body of ``train.py``: train a detector (``task=detector``) or a denoiser defense in front of one
+    (``task=denoiser``), then close W&B so each multirun job keeps its own run."""
     try:
+        if cfg.get("trains", "detector") == "denoiser":
+            from advdf.pipelines.denoise import train_denoiser
+
+            return train_denoiser(cfg)
         return train(cfg)
     finally:
         finish_wandb()

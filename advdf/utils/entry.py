@@ -28,9 +28,21 @@ def exit_on_user_error(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except AdvdfError as err:
-            logging.getLogger("advdf").error("%s", err)
-            print(f"error: {err}", file=sys.stderr)
+        except Exception as err:
+            user = user_error(err)
+            if user is None:
+                raise
+            logging.getLogger("advdf").error("%s", user)
+            print(f"error: {user}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def user_error(err: BaseException) -> AdvdfError | None:
+    """The :class:`AdvdfError` behind ``err`` (itself, or the cause Hydra's ``instantiate`` wrapped), else None."""
+    while err is not None:
+        if isinstance(err, AdvdfError):
+            return err
+        err = err.__cause__
+    return None

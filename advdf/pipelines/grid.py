@@ -1,0 +1,352 @@
+"""Seed 000's Table 2 as a grid: detectors x white-box attacks x defense columns, and its adaptive counterpart.
+
+    python -m advdf.pipelines.reproduce table2 --scale smoke      (make reproduce-table2)
+
+Cost: one attack generation per (detector, attack, attacked model), never one per defense. Every non-adaptive
+column (NA, smoothing, JPEG, DAE, HGD, TD) reads the set generated against the bare detector, the AugMix column the
+set generated against the AugMix-trained detector. The adaptive grid (the attacker differentiates through the
+defense: BPDA or a differentiable JPEG, the smoothing filters, the denoiser networks, EOT for randomness) needs one
+set per (detector, attack, defense), since each defended model is a different attacked model.
+
+Every stage resumes: detectors and denoisers are reused once trained (and continue from ``last.ckpt`` when killed),
+adversarial sets from their shards, and evaluated cells from ``<results>/table2_<scale>/cells/``, keyed by the
+cache they read and the defenses' configs and weights; a rerun of a finished grid recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advdf.defenses import AttackView, NoDefense
+from advdf.errors import ConfigError
+from advdf.models.checkpoint import file_digest
+from advdf.pipelines.attack import balanced_positions, cache_for, run_attack
+from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
+from advdf.pipelines.evaluate import evaluate_cached, evaluate_clean
+from advdf.pipelines.plan import (
+    AUGMENT,
+    compose_config,
+    detector_overrides,
+    ensure_trained,
+    log_wandb_tables,
+    require_detectors,
+)
+from advdf.pipelines.plots import grid_heatmap, table2_heatmaps
+from advdf.pipelines.tables import (
+    MISSING,
+    TABLE2_DEFENSES,
+    TABLE2_HEADERS,
+    cells_csv,
+    grid_latex,
+    table2_cells,
+    table2_latex,
+    table2_markdown,
+)
+from advdf.pipelines.train import train_job
+from advdf.utils.io import atomic_write_json, atomic_write_text, digest
+
+log = logging.getLogger("advdf.reproduce")
+
+
+@dataclass
+class Generations:
+    """Attack generations of a grid: run now (at least one shard computed) or read back from the cache."""
+
+    run: int = 0
+    reused: int = 0
+
+    def add(self, summary: dict) -> None:
+        if summary["shards_run"]:
+            self.run += 1
+        else:
+            self.reused += 1
+
+    @property
+    def total(self) -> int:
+        return self.run + self.reused
+
+
+class CellStore:
+    """Evaluated rows of one (detector, attack, kind), saved as JSON under a key that names their inputs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, *parts: str) -> Path:
+        return self.directory / ("__".join(parts) + ".json")
+
+    def get(self, key: dict, *parts: str) -> list[dict] | None:
+        path = self._path(*parts)
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return saved["rows"] if saved.get("key") == digest(key) else None
+
+    def put(self, key: dict, rows: list[dict], *parts: str) -> list[dict]:
+        atomic_write_json(self._path(*parts), {"key": digest(key), "rows": rows})
+        return rows
+
+
+def ensure_denoiser(overrides: list[str]) -> tuple[dict, bool]:
+    """Train the denoiser of ``overrides`` (``task=denoiser defense=...``) unless its run already finished."""
+    cfg = compose_config("train", overrides)
+    out = Path(cfg.paths.denoiser_dir) / cfg.defense.name
+    if (out / "train_summary.json").is_file() and (out / "denoiser.safetensors").is_file():
+        log.info("reusing trained %s denoiser: %s", cfg.defense.name, out)
+        return json.loads((out / "train_summary.json").read_text())["metrics"], True
+    return train_job(cfg), False
+
+
+def _defense_key(conf: DictConfig) -> dict:
+    """A defense's identity for the cell store and the adaptive caches: its config and, if learned, its weights."""
+    key = {"config": OmegaConf.to_container(conf, resolve=True)}
+    if conf.get("checkpoint"):
+        key["weights_sha256"] = file_digest(conf.checkpoint)
+    return key
+
+
+def _check_plan(spec: DictConfig, eval_cfg: DictConfig) -> None:
+    """Raise ConfigError for anything the plan names that cannot run, before any work starts."""
+    require_detectors(list(spec.detectors))
+    unknown = [a for a in [*spec.attacks, *spec.adaptive.attacks] if a not in eval_cfg.attacks]
+    if unknown:
+        raise ConfigError(f"reproduce attacks {unknown} are not in the evaluation's attacks "
+                          f"({', '.join(eval_cfg.attacks)}); add them with +attack@attacks.<name>=<name>")
+    bad = [c for c in spec.columns if c not in TABLE2_DEFENSES]
+    if bad:
+        raise ConfigError(f"reproduce.columns {bad} are not Table 2 columns ({', '.join(TABLE2_DEFENSES)})")
+    missing = [c for c in [*spec.columns, *spec.adaptive.defenses]
+               if c != "augmix" and c not in eval_cfg.defenses]
+    if missing:
+        raise ConfigError(f"reproduce columns {missing} have no defense in the evaluation config "
+                          f"({', '.join(eval_cfg.defenses)}); add them with +defense@defenses.<name>=<name>")
+    if "augmix" in spec.adaptive.defenses:
+        raise ConfigError("reproduce.adaptive.defenses cannot hold augmix: it is a training method, not an input "
+                          "transformation (its column already attacks the AugMix-trained detector)")
+
+
+def _denoiser_overrides(spec: DictConfig) -> tuple[dict[str, list[str]], list[str]]:
+    """Per learned column, its training overrides; and the evaluation overrides that add those columns.
+
+    ``reproduce.denoisers`` maps a column to overrides of its defense config relative to the defense node (e.g.
+    ``denoiser.encoder_widths=[...]``), applied alike when it is trained and when it is evaluated.
+    """
+    train, evaluate = {}, []
+    for name, relative in spec.denoisers.items():
+        train[name] = ["task=denoiser", f"defense={name}", *(f"defense.{o}" for o in relative),
+                       *spec.denoiser_training]
+        evaluate += [f"+defense@defenses.{name}={name}", *(f"defenses.{name}.{o}" for o in relative)]
+    return train, evaluate
+
+
+def _grid_detector(det: str, ov: list[str], spec: DictConfig, eval_ov: list[str], store: CellStore,
+                   gens: Generations, adaptive_gens: Generations) -> dict:
+    """Every cell of one detector: its clean accuracies, the Table 2 rows and the adaptive rows."""
+    timings: dict[str, float] = {}
+    eval_cfg = compose_config("evaluate", [*ov, *eval_ov])
+    aug_cfg = compose_config("evaluate", [*ov, *eval_ov, "variant=augmix"])
+    device = resolve_device(eval_cfg.device)
+    datamodule = build_datamodule(eval_cfg)
+    dataset = datamodule.dataset(eval_cfg.split)
+    positions = balanced_positions(dataset, spec.per_class, eval_cfg.seed)
+    detector = load_trained_detector(eval_cfg, device)
+    columns = [c for c in spec.columns if c != "augmix"]
+    defenses = {c: instantiate(eval_cfg.defenses[c]).to(device) for c in columns}
+    defense_keys = {c: _defense_key(eval_cfg.defenses[c]) for c in columns}
+    aug_detector = load_trained_detector(aug_cfg, device) if "augmix" in spec.columns else None
+    out: dict = {"n": len(positions), "rows": [], "adaptive": []}
+
+    key = {"positions": positions, "weights": file_digest(eval_cfg.checkpoint), "defenses": defense_keys}
+    out["clean"] = store.get(key, det, "clean") or store.put(
+        key, evaluate_clean(eval_cfg, detector, defenses, dataset, positions, device), det, "clean")
+
+    t0 = time.perf_counter()
+    for att in spec.attacks:
+        for cfg, model, cols, kind in ((eval_cfg, detector, defenses, "main"),
+                                       (aug_cfg, aug_detector, {"augmix": NoDefense()}, "augmix")):
+            if model is None:
+                continue
+            attack_cfg = cfg.attacks[att]
+            gens.add(run_attack(cfg, attack_cfg, datamodule=datamodule, detector=model, positions=positions))
+            cache = cache_for(cfg, attack_cfg, dataset, positions)
+            key = {"cache": str(cache.directory), "defenses": defense_keys if kind == "main" else "augmix"}
+            rows = store.get(key, det, att, kind) or store.put(
+                key, evaluate_cached(cfg, att, attack_cfg, cache, model, cols, dataset, device), det, att, kind)
+            out["rows"] += rows
+    timings["attacks_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for att in spec.adaptive.attacks:
+        attack_cfg = eval_cfg.attacks[att]
+        for col in spec.adaptive.defenses:
+            conf = OmegaConf.merge(eval_cfg.defenses[col], {"adaptive": True})
+            target = {"name": col, **_defense_key(conf)}
+            cache = cache_for(eval_cfg, attack_cfg, dataset, positions, target)
+            key = {"cache": str(cache.directory)}
+            rows = store.get(key, det, att, f"adaptive-{col}")
+            if rows is None:
+                defense = instantiate(conf).to(device)
+                adaptive_gens.add(run_attack(eval_cfg, attack_cfg, datamodule=datamodule,
+                                             detector=AttackView(detector, defense), positions=positions,
+                                             target=target))
+                # Scored with the exact defense (a real JPEG, not its surrogate) in front of the detector.
+                rows = store.put(key, evaluate_cached(eval_cfg, att, attack_cfg, cache, detector, {col: defense},
+                                                      dataset, device), det, att, f"adaptive-{col}")
+            else:
+                adaptive_gens.reused += 1
+            out["adaptive"] += rows
+    timings["adaptive_s"] = time.perf_counter() - t0
+    out["timings"] = timings
+    return out
+
+
+def _findings(ours: dict[tuple[str, str, str], float], detectors: list[str]) -> list[str]:
+    """Seed 000's findings on Table 2, each with the means (over detectors and attacks) it is judged by."""
+    def mean(attacks: tuple[str, ...], column: str) -> float | None:
+        vals = [ours[(d, a, column)] for d in detectors for a in attacks if (d, a, column) in ours]
+        return sum(vals) / len(vals) if vals else None
+
+    def fmt(v: float | None) -> str:
+        return MISSING if v is None else f"{v:.3f}"
+
+    every = tuple(sorted({a for _, a, _ in ours}))
+    lines = [f"NA ≈ 0 (no defense): mean NA accuracy {fmt(mean(every, 'na'))}"]
+    iterative = ("pgd", "bim")
+    by_col = {c: mean(iterative, c) for c in TABLE2_DEFENSES}
+    best = sorted((v, c) for c, v in by_col.items() if v is not None)[::-1]
+    lines.append("HGD and TD best on PGD/BIM: mean over PGD and BIM, best first: "
+                 + ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best[:5]))
+    df = {c: mean(("deepfool",), c) for c in TABLE2_DEFENSES}
+    best = sorted((v, c) for c, v in df.items() if v is not None)[::-1]
+    lines.append("smoothing and AugMix recover DeepFool best: DeepFool, best first: "
+                 + ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best[:5]))
+    lines.append(f"JPEG70 ≥ JPEG90: mean over every attack {fmt(mean(every, 'jpeg70'))} vs "
+                 f"{fmt(mean(every, 'jpeg90'))}")
+    return lines
+
+
+def _adaptive_outputs(adaptive: list[dict], out_dir: Path, spec: DictConfig, scale: str) -> str:
+    """Write the adaptive grid (Markdown, CSV, LaTeX, heatmap); returns its Markdown."""
+    cols = list(spec.adaptive.defenses)
+    rows = list(dict.fromkeys(f"{c['detector']} / {c['attack']}" for c in adaptive))
+    value = {(f"{c['detector']} / {c['attack']}", c["defense"]): c for c in adaptive}
+    head = "| Detector / attack | " + " | ".join(TABLE2_HEADERS[c] for c in cols) + " |"
+    lines = [head, "|---|" + "---:|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = value.get((r, c))
+            cells.append(MISSING if v is None else
+                         f"{'—' if v['non_adaptive'] is None else format(v['non_adaptive'], '.3f')} → "
+                         f"{v['adaptive']:.3f}")
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    markdown = "\n".join(lines) + "\n"
+    atomic_write_text(out_dir / "adaptive.md", markdown)
+    header = "detector,attack,defense,non_adaptive,adaptive\n"
+    atomic_write_text(out_dir / "adaptive.csv", header + "".join(
+        f"{c['detector']},{c['attack']},{c['defense']},"
+        f"{'' if c['non_adaptive'] is None else format(c['non_adaptive'], '.4f')},{c['adaptive']:.4f}\n"
+        for c in adaptive))
+    values = {k: v["adaptive"] for k, v in value.items()}
+    atomic_write_text(out_dir / "adaptive.tex", grid_latex(
+        rows, [TABLE2_HEADERS[c] for c in cols], {(r, TABLE2_HEADERS[c]): values.get((r, c)) for r in rows
+                                                  for c in cols},
+        caption=f"Accuracy under adaptive attacks (the attacker differentiates through the defense), {scale}.",
+        label="tab:table2-adaptive"))
+    import numpy as np
+
+    matrix = np.array([[values.get((r, c), np.nan) for c in cols] for r in rows], dtype=float).reshape(len(rows),
+                                                                                                       len(cols))
+    grid_heatmap(rows, [TABLE2_HEADERS[c] for c in cols], matrix, out_dir / "adaptive.png",
+                 f"Adaptive attacks: accuracy of the defended detector ({scale})")
+    return markdown
+
+
+def reproduce_table2(scale: str, overrides: list[str]) -> Path:
+    """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns the results directory."""
+    base = [f"experiment=table2_{scale}", *overrides]
+    plan = compose_config("evaluate", base)
+    spec = plan.reproduce
+    train_ov, eval_ov = _denoiser_overrides(spec)
+    _check_plan(spec, compose_config("evaluate", [*base, *eval_ov]))
+    out_dir = Path(plan.paths.results_dir) / f"table2_{scale}"
+    store = CellStore(out_dir / "cells")
+    gens, adaptive_gens = Generations(), Generations()
+    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "detectors": {}}
+    ours: dict[tuple[str, str, str], float] = {}
+    adaptive: list[dict] = []
+    t_start = time.perf_counter()
+    for det, det_train in spec.detectors.items():
+        ov = [*base, *detector_overrides(spec, det)]
+        t0 = time.perf_counter()
+        trained = {v: ensure_trained([*ov, f"augment={AUGMENT[v]}", *det_train])[0]
+                   for v in (("base", "augmix") if "augmix" in spec.columns else ("base",))}
+        t1 = time.perf_counter()
+        denoisers = {name: ensure_denoiser([*ov, *o])[0] for name, o in train_ov.items()}
+        t2 = time.perf_counter()
+        grid = _grid_detector(det, ov, spec, eval_ov, store, gens, adaptive_gens)
+        for r in grid["rows"]:
+            ours[(det, r["attack"], r["defense"])] = r["f2f"]
+        for r in grid["adaptive"]:
+            adaptive.append({"detector": det, "attack": r["attack"], "defense": r["defense"],
+                             "non_adaptive": ours.get((det, r["attack"], r["defense"])), "adaptive": r["f2f"]})
+        report["detectors"][det] = {
+            "train": trained, "denoisers": denoisers, "n": grid["n"],
+            "clean": {r["defense"]: r["f2f"] for r in grid["clean"]},
+            "wall_s": {"detectors": t1 - t0, "denoisers": t2 - t1, **grid["timings"]}}
+        log.info("table2: %s done (%.0f s)", det, time.perf_counter() - t0)
+    report["wall_s"] = time.perf_counter() - t_start
+    non_adaptive_columns = len(spec.columns)
+    report["generations"] = {
+        "run": gens.run, "reused": gens.reused, "total": gens.total,
+        "naive": len(spec.detectors) * len(spec.attacks) * non_adaptive_columns,
+        "adaptive_run": adaptive_gens.run, "adaptive_reused": adaptive_gens.reused}
+    cells = table2_cells(ours)
+    markdown = table2_markdown(cells)
+    atomic_write_text(out_dir / "table2.md", markdown)
+    atomic_write_text(out_dir / "table2.csv", cells_csv(cells))
+    n = next(iter(report["detectors"].values()), {}).get("n", 0)
+    atomic_write_text(out_dir / "table2.tex", table2_latex(
+        cells, caption=f"Accuracy on attacked test sets ({plan.data.name}, {scale}, {n} frames), ours / paper."))
+    table2_heatmaps(cells, out_dir / "table2.png", f"Seed 000 Table 2 ({plan.data.name}, {scale})")
+    adaptive_md = _adaptive_outputs(adaptive, out_dir, spec, scale) if adaptive else ""
+    report["findings"] = _findings(ours, list(spec.detectors))
+    atomic_write_json(out_dir / "report.json", report)
+    log_wandb_tables("table2", scale, out_dir, {
+        "table2": (cells, ["detector", "attack", "defense"]),
+        **({"table2_adaptive": (adaptive, ["detector", "attack", "defense", "non_adaptive", "adaptive"])}
+           if adaptive else {})})
+    _print_summary(report, table2_markdown(cells, only_computed_rows=True), adaptive_md, out_dir)
+    return out_dir
+
+
+def _print_summary(report: dict, markdown: str, adaptive_md: str, out_dir: Path) -> None:
+    g = report["generations"]
+    print(f"reproduce-table2 ({report['scale']}): {report['wall_s']:.0f} s")
+    for det, r in report["detectors"].items():
+        w = r["wall_s"]
+        print(f"  {det}: clean acc {r['clean'].get('na', float('nan')):.3f} on {r['n']} frames; "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in w.items()))
+    print(f"\nattack generations: {g['total']} ({g['run']} run now, {g['reused']} read from the cache), one per "
+          f"detector x attack x attacked model; a generation per defense column would be {g['naive']}. "
+          f"Adaptive: {g['adaptive_run']} run now, {g['adaptive_reused']} reused (one per detector x attack x "
+          "defense).")
+    print("\nSeed 000, Table 2 — accuracy on attacked test sets; each cell: ours / paper; — = not computed "
+          "(rows not computed at all are in table2.md only)\n")
+    print(markdown)
+    if adaptive_md:
+        print("Adaptive attacks — accuracy of the defended detector; each cell: non-adaptive → adaptive (the attacker "
+              "differentiates through the defense)\n")
+        print(adaptive_md)
+    print("Seed 000's findings, on these numbers:")
+    for line in report["findings"]:
+        print(f"  - {line}")
+    print(f"written: {out_dir}/table2.md, table2.csv, table2.tex, table2.png, adaptive.md, adaptive.csv, "
+          "adaptive.tex, adaptive.png, report.json")
