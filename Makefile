@@ -34,7 +34,7 @@ lint: $(STAMP)  ## ruff
 reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and seed 001 Table 1; SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce table1 --scale $(SCALE) $(ARGS)
 
-reproduce-table2: $(STAMP)  ## seed 000 Table 2 (attacks x defenses); SCALE=smoke|paper
+reproduce-table2: $(STAMP)  ## seed 000 Table 2 (9 detectors x 7 attacks x 11 defenses, denoisers trained) + adaptive grid; SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce table2 --scale $(SCALE) $(ARGS)
 
 reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper

@@ -40,3 +40,17 @@ def test_corrupt_shard_is_named(tmp_path):
     cache.shard_path(0).write_bytes(b"truncated")
     with pytest.raises(DataError, match="corrupt cache shard .*shard_00000"):
         cache.read_shard(0)
+
+
+def test_file_digest_is_remembered_but_follows_changes(tmp_path):
+    import hashlib
+    import os
+
+    from advdf.models.checkpoint import file_digest
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"one")
+    assert file_digest(path) == hashlib.sha256(b"one").hexdigest() == file_digest(path)
+    path.write_bytes(b"two!")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert file_digest(path) == hashlib.sha256(b"two!").hexdigest()

@@ -87,6 +87,34 @@ def test_defense_configs_build_defenses(defense):
     assert type(built) in DEFENSES.values()
 
 
+LEARNED = [d for d in group_files("defense") if "checkpoint" in OmegaConf.load(CONF_DIR / "defense" / f"{d}.yaml")]
+
+
+def test_every_learned_defense_is_in_the_list():
+    assert set(LEARNED) == {"dae", "hgd", "td"}
+
+
+@pytest.mark.parametrize("defense", LEARNED)
+def test_denoiser_task_composes_a_denoiser_module(defense, tiny_model):
+    from advdf.lit import DenoiserModule
+
+    cfg = _compose("train", ["task=denoiser", f"defense={defense}", "model=tiny_cnn"])
+    assert cfg.trains == "denoiser" and list(cfg.denoiser_data.attacks) == ["fgsm", "pgd"]
+    assert cfg.trainer.default_root_dir.endswith(f"tiny_cnn_{cfg.model.input_size}px_base/denoisers/{defense}")
+    assert cfg.defense.checkpoint == f"{cfg.paths.denoiser_dir}/{defense}/denoiser.safetensors"
+    module = instantiate(cfg.module, denoiser=instantiate(cfg.defense.denoiser), detector=tiny_model)
+    assert isinstance(module, DenoiserModule) and module.guidance == cfg.defense.training.guidance
+    x = torch.rand(2, 3, 32, 32)
+    assert module(x).shape == x.shape
+
+
+@pytest.mark.parametrize("task", group_files("task"))
+def test_task_configs_pick_what_train_py_trains(task):
+    cfg = _compose("train", [f"task={task}"])
+    assert cfg.trains == task
+    assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule"}[task]
+
+
 @pytest.mark.parametrize("data", group_files("data"))
 def test_data_configs_build_datamodules(data):
     cfg = _compose("train", [f"data={data}", "data.root=/nonexistent/ffpp"])
@@ -142,7 +170,7 @@ def test_unknown_key_is_rejected():
 
 def test_every_group_file_is_covered():
     covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module", "augment",
-               "paths", "hydra", "hydra/launcher"}
+               "paths", "hydra", "hydra/launcher", "task"}
     groups = {str(p.parent.relative_to(CONF_DIR)) for p in Path(CONF_DIR).rglob("*.yaml") if p.parent != CONF_DIR}
     assert groups <= covered, f"config groups without a composition test: {groups - covered}"
 

@@ -65,12 +65,27 @@ def test_multirun_attack_then_evaluate(trained):
     results = next((trained / "results" / "evaluate").rglob("results.csv"))
     rows = list(csv.DictReader(open(results)))
     got = {(r["attack"], r["defense"]): r for r in rows}
-    assert {a for a, _ in got} == {"clean", "fgsm", "bim", "mifgsm", "tifgsm", "sim", "pgd"}
+    assert {a for a, _ in got} == {"clean", "fgsm", "bim", "mifgsm", "tifgsm", "sim", "pgd", "cw", "deepfool"}
     assert {d for _, d in got} == {"na", "ms", "gs", "as", "jpeg70", "jpeg80", "jpeg90"}
     assert got[("pgd", "na")]["f2f"] == ""  # not generated: no invented number
     assert float(got[("bim", "na")]["f2f"]) == pytest.approx(summary["acc_adv"])
     md = (results.parent / "results.md").read_text()
     assert "| pgd | — |" in md
+
+
+def test_adaptive_attack_differentiates_through_the_defense(trained):
+    run_script("attack", [*TINY, "attack=fgsm", "defense=jpeg70", "defense.adaptive=true"], trained)
+    (cache,) = _cache_dirs(trained, "fgsm-through-jpeg")
+    key = json.loads((cache / "key.json").read_text())
+    assert key["target"]["config"]["quality"] == 70 and key["target"]["config"]["adaptive"] is True
+    summary = json.loads((cache / "summary.json").read_text())
+    assert summary["linf_max"] <= 16 / 255 + 1e-5
+    # BPDA passes the detector's gradient at JPEG(x) back to x: the set differs from the bare detector's
+    run_script("attack", [*TINY, "attack=fgsm"], trained)
+    (bare,) = [d for d in _cache_dirs(trained, "fgsm") if "through" not in d.name
+               and json.loads((d / "key.json").read_text())["shard_size"] == 64]
+    adaptive_x = load_file(str(cache / "shard_00000.safetensors"))["x_adv"]
+    assert not torch.equal(adaptive_x, load_file(str(bare / "shard_00000.safetensors"))["x_adv"])
 
 
 def test_attack_resumes_after_kill(trained):

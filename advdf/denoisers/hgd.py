@@ -63,6 +63,9 @@ class DUNet(nn.Module):
             self.decoder.append(_stage(below + encoder_widths[i], decoder_widths[i], decoder_blocks[i], stride=1))
             below = decoder_widths[i]
         self.to_residual = nn.Conv2d(decoder_widths[0], 3, 1)
+        # Zero-initialized: a new DUNET is the identity, so training starts from the detector's clean accuracy.
+        nn.init.zeros_(self.to_residual.weight)
+        nn.init.zeros_(self.to_residual.bias)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted residual r(x); the denoised image is ``clamp(x + r(x), 0, 1)``."""

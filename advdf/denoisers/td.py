@@ -23,15 +23,20 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 class TransferableDenoiser(nn.Module):
     """Encoder (per stage: a stride-2 conv then a conv) -> latent (+ N(0, latent_noise^2) in training) -> decoder
-    (per stage: bilinear x2 upsample then two convs) -> sigmoid image.
+    (per stage: bilinear x2 upsample then two convs) -> image.
 
     Args:
         widths: channels of the encoder stages; the decoder mirrors them. Sides must be divisible by
             ``2 ** len(widths)``.
         latent_noise: standard deviation of the Gaussian noise added to the latent code in training mode.
+        residual: the decoder predicts a correction added to the input (``clamp(x + decoded)``; its last conv starts
+            at zero, so a new denoiser is the identity and a short schedule keeps the detector's clean accuracy);
+            ``False``: the decoder predicts the image itself (through a sigmoid), a plain encoder-decoder that needs
+            a long schedule before the detector accepts its reconstructions.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128), latent_noise: float = 0.1) -> None:
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), latent_noise: float = 0.1,
+                 residual: bool = True) -> None:
         super().__init__()
         if not widths:
             raise ConfigError("TransferableDenoiser needs at least one stage width")
@@ -47,6 +52,10 @@ class TransferableDenoiser(nn.Module):
             nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), _conv(a, b), _conv(b, b))
             for a, b in zip(back[:-1], back[1:], strict=True)))
         self.to_image = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.residual = bool(residual)
+        if self.residual:
+            nn.init.zeros_(self.to_image.weight)
+            nn.init.zeros_(self.to_image.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
@@ -57,7 +66,10 @@ class TransferableDenoiser(nn.Module):
         return z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.to_image(self.decoder(z)))
+        """The decoded image (``residual=False``) or correction (``residual=True``)."""
+        out = self.to_image(self.decoder(z))
+        return out if self.residual else torch.sigmoid(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        decoded = self.decode(self.encode(x))
+        return (x + decoded).clamp(0.0, 1.0) if self.residual else decoded

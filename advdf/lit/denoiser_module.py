@@ -90,8 +90,9 @@ class DenoiserModule(pl.LightningModule):
                    "clean_logits": None if target_logits is None else torch.cat([target_logits, target_logits])}
         return out
 
-    def guided_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The guidance loss and the detector's logits on the denoised corrupted images."""
+    def guided_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The guidance loss and the detector's logits on the denoised corrupted images (None for the pixel loss
+        in training, where the detector is not needed)."""
         b = self._corrupted(batch)
         clean, n = b["clean"], len(b["input"])
         if self.guidance == "td":
@@ -106,18 +107,23 @@ class DenoiserModule(pl.LightningModule):
                 target = self.detector.forward_features(clean)
             features = self.detector.forward_features(denoised)
             return F.l1_loss(features, target), self.detector.forward_head(features)
+        if self.guidance == "pixel":  # the detector only reports validation accuracy: no graph through it
+            if self.training:
+                return F.l1_loss(denoised, clean), None
+            with torch.no_grad():
+                logits = self.detector(denoised)
+            return F.l1_loss(denoised, clean), logits
         logits = self.detector(denoised)
         if self.guidance == "logits":
             return F.l1_loss(logits, b["clean_logits"]), logits
-        if self.guidance == "label":
-            return F.cross_entropy(logits, b["label"]), logits
-        return F.l1_loss(denoised, clean), logits
+        return F.cross_entropy(logits, b["label"]), logits
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         loss, logits = self.guided_loss(batch)
-        accuracy = (logits[:len(batch["label"])].argmax(1) == batch["label"]).float().mean()
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc_denoised_adv", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        if logits is not None:
+            accuracy = (logits[:len(batch["label"])].argmax(1) == batch["label"]).float().mean()
+            self.log(f"{stage}/acc_denoised_adv", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

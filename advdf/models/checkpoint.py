@@ -53,10 +53,20 @@ def load_detector_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, the identity of a checkpoint in cache keys."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a file, the identity of a checkpoint in cache keys.
+
+    Remembered per (path, size, modification time): a grid keys dozens of caches on one detector's weights.
+    """
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]

@@ -20,6 +20,7 @@ from advdf.attacks import losses as attack_losses
 from advdf.attacks.base import Attack
 from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.data.dataset import FrameDataset, balanced_subset
+from advdf.defenses import AttackView
 from advdf.models.checkpoint import file_digest
 from advdf.pipelines.cache import AdversarialCache
 from advdf.pipelines.common import (
@@ -79,6 +80,16 @@ def cache_for(cfg: DictConfig, attack_cfg: DictConfig, dataset: FrameDataset, po
     root = Path(cfg.paths.cache_dir) / cfg.data.name / Path(cfg.checkpoint).parent.name
     label = attack_cfg.name if not target else f"{attack_cfg.name}-through-{target['name']}"
     return AdversarialCache.for_run(root, label, key, math.ceil(len(positions) / cfg.shard_size))
+
+
+def defense_target(conf: DictConfig, name: str | None = None) -> dict:
+    """The identity of a defense an adaptive attack differentiates through: its name, config and, for a learned
+    defense, the digest of its weights (the cache key of its adversarial sets)."""
+    target = {"name": name or conf.get("name") or conf._target_.rsplit(".", 1)[-1].lower(),
+              "config": OmegaConf.to_container(conf, resolve=True)}
+    if conf.get("checkpoint"):
+        target["weights_sha256"] = file_digest(conf.checkpoint)
+    return target
 
 
 def attack_shard(attack: Attack, loader: DataLoader, device: torch.device) -> dict:
@@ -147,7 +158,16 @@ def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule
     datamodule = datamodule or build_datamodule(cfg)
     dataset = datamodule.dataset(cfg.split)
     positions = positions if positions is not None else selected_positions(dataset, cfg.limit)
-    detector = detector if detector is not None else load_trained_detector(cfg, device)
+    if detector is None:
+        detector = load_trained_detector(cfg, device)
+        defense_cfg = cfg.get("defense")
+        if defense_cfg is not None and defense_cfg.get("adaptive"):
+            # The attacker knows the defense: it differentiates through it (BPDA / surrogate / EOT, per defense).
+            detector = AttackView(detector, instantiate(defense_cfg).to(device))
+            target = defense_target(defense_cfg)
+        elif defense_cfg is not None:
+            log.info("defense %s is not adaptive: the set is the bare detector's (evaluate.py scores the defense "
+                     "on it); defense.adaptive=true attacks through it", defense_cfg._target_)
     cache = cache_for(cfg, attack_cfg, dataset, positions, target)
     todo = cache.missing_shards()
     if cache.complete:

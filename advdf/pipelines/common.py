@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from advdf.data.datamodule import FFPPDataModule
 from advdf.errors import CheckpointError, ConfigError
@@ -69,3 +70,15 @@ def job_identity() -> tuple[str | None, str | None]:
     if hc.mode.name == "MULTIRUN":
         return f"{hc.job.name}#{hc.job.num}:{overrides}", Path(hc.sweep.dir).name
     return f"{hc.job.name}:{overrides}", None
+
+
+def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """``best.ckpt`` (lowest val/loss) and ``last.ckpt`` (the latest epoch) in ``out_dir``.
+
+    Lightning's ``save_last`` only writes when a best checkpoint is written; resuming needs the latest epoch.
+    """
+    best = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
+                           enable_version_counter=False)
+    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
+    return best, latest

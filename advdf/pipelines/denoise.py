@@ -23,6 +23,7 @@ from advdf.pipelines.attack import balanced_positions, cache_for, run_attack
 from advdf.pipelines.common import (
     build_datamodule,
     build_loggers,
+    checkpoint_callbacks,
     job_identity,
     load_trained_detector,
     resolve_device,
@@ -96,8 +97,6 @@ def train_denoiser(cfg: DictConfig) -> dict[str, float]:
     Writes ``last.ckpt`` (resume), ``best.ckpt`` (lowest validation loss), ``denoiser.safetensors`` (the best
     weights, which the defense loads) and ``train_summary.json`` to ``${paths.denoiser_dir}/<defense>``.
     """
-    from advdf.pipelines.train import checkpoint_callbacks
-
     pl.seed_everything(cfg.seed, workers=True)
     device = resolve_device(cfg.device)
     out_dir = Path(cfg.paths.denoiser_dir) / cfg.defense.name

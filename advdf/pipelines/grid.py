@@ -15,19 +15,22 @@ cache they read and the defenses' configs and weights; a rerun of a finished gri
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advdf.defenses import AttackView, NoDefense
 from advdf.errors import ConfigError
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.attack import balanced_positions, cache_for, run_attack
+from advdf.pipelines.attack import balanced_positions, cache_for, defense_target, run_attack
 from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.pipelines.evaluate import evaluate_cached, evaluate_clean
 from advdf.pipelines.plan import (
@@ -104,14 +107,6 @@ def ensure_denoiser(overrides: list[str]) -> tuple[dict, bool]:
     return train_job(cfg), False
 
 
-def _defense_key(conf: DictConfig) -> dict:
-    """A defense's identity for the cell store and the adaptive caches: its config and, if learned, its weights."""
-    key = {"config": OmegaConf.to_container(conf, resolve=True)}
-    if conf.get("checkpoint"):
-        key["weights_sha256"] = file_digest(conf.checkpoint)
-    return key
-
-
 def _check_plan(spec: DictConfig, eval_cfg: DictConfig) -> None:
     """Raise ConfigError for anything the plan names that cannot run, before any work starts."""
     require_detectors(list(spec.detectors))
@@ -136,12 +131,17 @@ def _denoiser_overrides(spec: DictConfig) -> tuple[dict[str, list[str]], list[st
     """Per learned column, its training overrides; and the evaluation overrides that add those columns.
 
     ``reproduce.denoisers`` maps a column to overrides of its defense config relative to the defense node (e.g.
-    ``denoiser.encoder_widths=[...]``), applied alike when it is trained and when it is evaluated.
+    ``denoiser.encoder_widths=[...]``), applied alike when it is trained and when it is evaluated;
+    ``reproduce.denoiser_training`` holds overrides of the training runs: ``all`` of them, then per column.
     """
+    unknown = set(spec.denoiser_training) - {"all", *spec.denoisers}
+    if unknown:
+        raise ConfigError(f"reproduce.denoiser_training has keys {sorted(unknown)}; use 'all' or a column of "
+                          f"reproduce.denoisers ({', '.join(spec.denoisers)})")
     train, evaluate = {}, []
     for name, relative in spec.denoisers.items():
         train[name] = ["task=denoiser", f"defense={name}", *(f"defense.{o}" for o in relative),
-                       *spec.denoiser_training]
+                       *spec.denoiser_training.get("all", []), *spec.denoiser_training.get(name, [])]
         evaluate += [f"+defense@defenses.{name}={name}", *(f"defenses.{name}.{o}" for o in relative)]
     return train, evaluate
 
@@ -159,13 +159,18 @@ def _grid_detector(det: str, ov: list[str], spec: DictConfig, eval_ov: list[str]
     detector = load_trained_detector(eval_cfg, device)
     columns = [c for c in spec.columns if c != "augmix"]
     defenses = {c: instantiate(eval_cfg.defenses[c]).to(device) for c in columns}
-    defense_keys = {c: _defense_key(eval_cfg.defenses[c]) for c in columns}
+    defense_keys = {c: defense_target(eval_cfg.defenses[c], c) for c in columns}
     aug_detector = load_trained_detector(aug_cfg, device) if "augmix" in spec.columns else None
     out: dict = {"n": len(positions), "rows": [], "adaptive": []}
 
     key = {"positions": positions, "weights": file_digest(eval_cfg.checkpoint), "defenses": defense_keys}
     out["clean"] = store.get(key, det, "clean") or store.put(
         key, evaluate_clean(eval_cfg, detector, defenses, dataset, positions, device), det, "clean")
+    if aug_detector is not None:
+        key = {"positions": positions, "weights": file_digest(aug_cfg.checkpoint)}
+        out["clean"] += store.get(key, det, "clean-augmix") or store.put(
+            key, evaluate_clean(aug_cfg, aug_detector, {"augmix": NoDefense()}, dataset, positions, device),
+            det, "clean-augmix")
 
     t0 = time.perf_counter()
     for att in spec.attacks:
@@ -187,7 +192,7 @@ def _grid_detector(det: str, ov: list[str], spec: DictConfig, eval_ov: list[str]
         attack_cfg = eval_cfg.attacks[att]
         for col in spec.adaptive.defenses:
             conf = OmegaConf.merge(eval_cfg.defenses[col], {"adaptive": True})
-            target = {"name": col, **_defense_key(conf)}
+            target = defense_target(conf, col)
             cache = cache_for(eval_cfg, attack_cfg, dataset, positions, target)
             key = {"cache": str(cache.directory)}
             rows = store.get(key, det, att, f"adaptive-{col}")
@@ -216,17 +221,16 @@ def _findings(ours: dict[tuple[str, str, str], float], detectors: list[str]) -> 
     def fmt(v: float | None) -> str:
         return MISSING if v is None else f"{v:.3f}"
 
+    def ranked(values: dict[str, float | None]) -> str:
+        best = sorted(((v, c) for c, v in values.items() if v is not None), reverse=True)[:5]
+        return ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best) or MISSING
+
     every = tuple(sorted({a for _, a, _ in ours}))
     lines = [f"NA ≈ 0 (no defense): mean NA accuracy {fmt(mean(every, 'na'))}"]
-    iterative = ("pgd", "bim")
-    by_col = {c: mean(iterative, c) for c in TABLE2_DEFENSES}
-    best = sorted((v, c) for c, v in by_col.items() if v is not None)[::-1]
     lines.append("HGD and TD best on PGD/BIM: mean over PGD and BIM, best first: "
-                 + ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best[:5]))
-    df = {c: mean(("deepfool",), c) for c in TABLE2_DEFENSES}
-    best = sorted((v, c) for c, v in df.items() if v is not None)[::-1]
+                 + ranked({c: mean(("pgd", "bim"), c) for c in TABLE2_DEFENSES}))
     lines.append("smoothing and AugMix recover DeepFool best: DeepFool, best first: "
-                 + ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best[:5]))
+                 + ranked({c: mean(("deepfool",), c) for c in TABLE2_DEFENSES}))
     lines.append(f"JPEG70 ≥ JPEG90: mean over every attack {fmt(mean(every, 'jpeg70'))} vs "
                  f"{fmt(mean(every, 'jpeg90'))}")
     return lines
@@ -235,43 +239,50 @@ def _findings(ours: dict[tuple[str, str, str], float], detectors: list[str]) -> 
 def _adaptive_outputs(adaptive: list[dict], out_dir: Path, spec: DictConfig, scale: str) -> str:
     """Write the adaptive grid (Markdown, CSV, LaTeX, heatmap); returns its Markdown."""
     cols = list(spec.adaptive.defenses)
+    headers = [TABLE2_HEADERS[c] for c in cols]
     rows = list(dict.fromkeys(f"{c['detector']} / {c['attack']}" for c in adaptive))
-    value = {(f"{c['detector']} / {c['attack']}", c["defense"]): c for c in adaptive}
-    head = "| Detector / attack | " + " | ".join(TABLE2_HEADERS[c] for c in cols) + " |"
-    lines = [head, "|---|" + "---:|" * len(cols)]
+    by = {(f"{c['detector']} / {c['attack']}", c["defense"]): c for c in adaptive}
+
+    def fmt(v: float | None) -> str:
+        return MISSING if v is None else f"{v:.3f}"
+
+    lines = ["| Detector / attack | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(cols)]
     for r in rows:
-        cells = []
-        for c in cols:
-            v = value.get((r, c))
-            cells.append(MISSING if v is None else
-                         f"{'—' if v['non_adaptive'] is None else format(v['non_adaptive'], '.3f')} → "
-                         f"{v['adaptive']:.3f}")
-        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r} | " + " | ".join(
+            f"{fmt(by[r, c]['non_adaptive'])} → {fmt(by[r, c]['adaptive'])}" if (r, c) in by else MISSING
+            for c in cols) + " |")
     markdown = "\n".join(lines) + "\n"
     atomic_write_text(out_dir / "adaptive.md", markdown)
-    header = "detector,attack,defense,non_adaptive,adaptive\n"
-    atomic_write_text(out_dir / "adaptive.csv", header + "".join(
-        f"{c['detector']},{c['attack']},{c['defense']},"
-        f"{'' if c['non_adaptive'] is None else format(c['non_adaptive'], '.4f')},{c['adaptive']:.4f}\n"
-        for c in adaptive))
-    values = {k: v["adaptive"] for k, v in value.items()}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["detector", "attack", "defense", "non_adaptive", "adaptive"])
+    writer.writeheader()
+    writer.writerows({**c, "non_adaptive": "" if c["non_adaptive"] is None else f"{c['non_adaptive']:.4f}",
+                      "adaptive": f"{c['adaptive']:.4f}"} for c in adaptive)
+    atomic_write_text(out_dir / "adaptive.csv", buf.getvalue())
+    values = {(r, h): by[r, c]["adaptive"] if (r, c) in by else None for r in rows for c, h in zip(cols, headers, strict=True)}
     atomic_write_text(out_dir / "adaptive.tex", grid_latex(
-        rows, [TABLE2_HEADERS[c] for c in cols], {(r, TABLE2_HEADERS[c]): values.get((r, c)) for r in rows
-                                                  for c in cols},
-        caption=f"Accuracy under adaptive attacks (the attacker differentiates through the defense), {scale}.",
-        label="tab:table2-adaptive"))
-    import numpy as np
-
-    matrix = np.array([[values.get((r, c), np.nan) for c in cols] for r in rows], dtype=float).reshape(len(rows),
-                                                                                                       len(cols))
-    grid_heatmap(rows, [TABLE2_HEADERS[c] for c in cols], matrix, out_dir / "adaptive.png",
+        rows, headers, values, label="tab:table2-adaptive",
+        caption=f"Accuracy under adaptive attacks (the attacker differentiates through the defense), {scale}."))
+    matrix = np.array([[np.nan if values[r, h] is None else values[r, h] for h in headers] for r in rows])
+    grid_heatmap(rows, headers, matrix, out_dir / "adaptive.png",
                  f"Adaptive attacks: accuracy of the defended detector ({scale})")
     return markdown
 
 
+def _training_only(override: str) -> bool:
+    """Overrides of the Lightning trainer (``trainer=gpu``, ``trainer.max_epochs=...``) steer the training stages;
+    the evaluation config has no trainer."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "trainer" or key.startswith("trainer.")
+
+
 def reproduce_table2(scale: str, overrides: list[str]) -> Path:
-    """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns the results directory."""
-    base = [f"experiment=table2_{scale}", *overrides]
+    """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns the results directory.
+
+    ``overrides`` reach every stage; trainer overrides only the training ones (detectors and denoisers).
+    """
+    train_base = [f"experiment=table2_{scale}", *overrides]
+    base = [o for o in train_base if not _training_only(o)]
     plan = compose_config("evaluate", base)
     spec = plan.reproduce
     train_ov, eval_ov = _denoiser_overrides(spec)
@@ -284,12 +295,12 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Path:
     adaptive: list[dict] = []
     t_start = time.perf_counter()
     for det, det_train in spec.detectors.items():
-        ov = [*base, *detector_overrides(spec, det)]
+        ov, train = [*base, *detector_overrides(spec, det)], [*train_base, *detector_overrides(spec, det)]
         t0 = time.perf_counter()
-        trained = {v: ensure_trained([*ov, f"augment={AUGMENT[v]}", *det_train])[0]
+        trained = {v: ensure_trained([*train, f"augment={AUGMENT[v]}", *det_train])[0]
                    for v in (("base", "augmix") if "augmix" in spec.columns else ("base",))}
         t1 = time.perf_counter()
-        denoisers = {name: ensure_denoiser([*ov, *o])[0] for name, o in train_ov.items()}
+        denoisers = {name: ensure_denoiser([*train, *o])[0] for name, o in train_ov.items()}
         t2 = time.perf_counter()
         grid = _grid_detector(det, ov, spec, eval_ov, store, gens, adaptive_gens)
         for r in grid["rows"]:
@@ -345,6 +356,14 @@ def _print_summary(report: dict, markdown: str, adaptive_md: str, out_dir: Path)
         print("Adaptive attacks — accuracy of the defended detector; each cell: non-adaptive → adaptive (the attacker "
               "differentiates through the defense)\n")
         print(adaptive_md)
+    columns = [c for c in TABLE2_DEFENSES if any(c in r["clean"] for r in report["detectors"].values())]
+    print("Clean accuracy under each defense column (a defense that leaves the detector at one class scores about "
+          "0.500 on these balanced sets, attacked or not)\n")
+    print("| Detector | " + " | ".join(TABLE2_HEADERS.get(c, c) for c in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for det, r in report["detectors"].items():
+        print(f"| {det} | " + " | ".join(f"{r['clean'][c]:.3f}" if c in r["clean"] else MISSING for c in columns) + " |")
+    print()
     print("Seed 000's findings, on these numbers:")
     for line in report["findings"]:
         print(f"  - {line}")

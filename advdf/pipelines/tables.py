@@ -30,13 +30,14 @@ def table2_cells(ours: dict[tuple[str, str, str], float]) -> list[dict]:
     """Long-format cells of Table 2: one per (detector, attack, defense) with ``ours`` and ``paper``.
 
     Args:
-        ours: accuracy keyed by (detector, attack, defense column) for what was computed. Attacks advdf ran
-            beyond the paper's (e.g. FGSM) get rows after the paper's, with no paper value.
+        ours: accuracy keyed by (detector, attack, defense column) for what was computed. Detectors and attacks
+            advdf ran beyond the paper's (e.g. FGSM) get rows after the paper's, with no paper value.
     """
     paper = {(r["detector"], r["attack"], d): float(r[d])
              for r in paper_values.load("jin2025_table2_attack_defense_accuracy") for d in TABLE2_DEFENSES}
     cells = []
-    for det in TABLE2_DETECTORS:
+    extra_detectors = sorted({d for d, _, _ in ours} - set(TABLE2_DETECTORS))
+    for det in (*TABLE2_DETECTORS, *extra_detectors):
         extra_attacks = sorted({a for d, a, _ in ours if d == det} - set(TABLE2_ATTACKS))
         for att in (*TABLE2_ATTACKS, *extra_attacks):
             for d in TABLE2_DEFENSES:

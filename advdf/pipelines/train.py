@@ -8,26 +8,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from advdf.models import load_detector_weights, save_detector
-from advdf.pipelines.common import build_loggers, job_identity
+from advdf.pipelines.common import build_loggers, checkpoint_callbacks, job_identity
+from advdf.pipelines.denoise import train_denoiser
 from advdf.utils.io import atomic_write_json
 from advdf.utils.logging_setup import finish_wandb
 
 log = logging.getLogger(__name__)
-
-
-def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
-    """``best.ckpt`` (lowest val/loss) and ``last.ckpt`` (the latest epoch) in ``out_dir``.
-
-    Lightning's ``save_last`` only writes when a best checkpoint is written; resuming needs the latest epoch.
-    """
-    best = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
-                           enable_version_counter=False)
-    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
-                             enable_version_counter=False)
-    return best, latest
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -76,8 +64,6 @@ def train_job(cfg: DictConfig) -> dict[str, float]:
     (``task=denoiser``), then close W&B so each multirun job keeps its own run."""
     try:
         if cfg.get("trains", "detector") == "denoiser":
-            from advdf.pipelines.denoise import train_denoiser
-
             return train_denoiser(cfg)
         return train(cfg)
     finally:
