@@ -30,8 +30,11 @@ DEFENSE_CONFS = sorted((CONF_DIR / "defense").glob("*.yaml"))
 
 
 def _tiny_dunet(seed: int = 0) -> DUNet:
+    """A tiny DUNET with a random (not the zero-initialized, identity) residual layer, as after training."""
     torch.manual_seed(seed)
-    return DUNet((4, 4, 4, 4, 4), (1, 1, 1, 1, 1), (4, 4, 4, 4), (1, 1, 1, 1))
+    net = DUNet((4, 4, 4, 4, 4), (1, 1, 1, 1, 1), (4, 4, 4, 4), (1, 1, 1, 1))
+    torch.nn.init.normal_(net.to_residual.weight, std=0.1)
+    return net
 
 
 def _smooth_images(n: int = 2, side: int = 16, seed: int = 0) -> torch.Tensor:
@@ -240,7 +243,7 @@ def test_learned_defense_configs_name_their_checkpoint(path: Path):
     conf = OmegaConf.load(path)
     assert conf.name == path.stem and conf.adaptive is False and conf.eot_samples == 1
     checkpoint = OmegaConf.to_container(conf, resolve=False)["checkpoint"]
-    assert checkpoint == f"${{paths.denoiser_dir}}/{path.stem}/denoiser.safetensors"
+    assert checkpoint == "${paths.denoiser_dir}/${.name}/denoiser.safetensors"  # one directory per name
     assert {"guidance", "gaussian_std"} <= set(conf.training)
 
 
