@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from advdf.data.datamodule import FFPPDataModule
 from advdf.errors import CheckpointError, ConfigError
 from advdf.models import Detector, load_detector_weights
 from advdf.utils.logging_setup import default_wandb_mode
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -82,3 +85,20 @@ def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoin
     latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
                              enable_version_counter=False)
     return best, latest
+
+
+def fit_resumable(cfg: DictConfig, module, out_dir: Path, **data) -> tuple:
+    """Fit ``module`` with ``cfg.trainer`` and ``cfg.logger``, checkpointing to ``out_dir`` and continuing from its
+    ``last.ckpt`` when ``cfg.resume`` (a requeued or killed job); ``data`` is the datamodule or the dataloaders.
+
+    Returns the trainer and the best-checkpoint callback.
+    """
+    best, latest = checkpoint_callbacks(out_dir)
+    run_name, group = job_identity()
+    trainer = instantiate(cfg.trainer, callbacks=[best, latest], logger=build_loggers(cfg, run_name, group) or False)
+    last = out_dir / "last.ckpt"
+    resume_from = str(last) if cfg.resume and last.is_file() else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    trainer.fit(module, ckpt_path=resume_from, weights_only=True, **data)
+    return trainer, best

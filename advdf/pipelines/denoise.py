@@ -22,9 +22,7 @@ from advdf.errors import ConfigError
 from advdf.pipelines.attack import balanced_positions, cache_for, run_attack
 from advdf.pipelines.common import (
     build_datamodule,
-    build_loggers,
-    checkpoint_callbacks,
-    job_identity,
+    fit_resumable,
     load_trained_detector,
     resolve_device,
 )
@@ -111,18 +109,9 @@ def train_denoiser(cfg: DictConfig) -> dict[str, float]:
     val_loader = DataLoader(val_set, batch_size=bs)
 
     module = instantiate(cfg.module, denoiser=instantiate(cfg.defense.denoiser), detector=detector)
-    best, latest = checkpoint_callbacks(out_dir)
-    run_name, group = job_identity()
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[best, latest],
-                                      logger=build_loggers(cfg, run_name, group) or False)
-    last = out_dir / "last.ckpt"
-    resume_from = str(last) if cfg.resume and last.is_file() else None
-    if resume_from:
-        log.info("resuming from %s", resume_from)
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=resume_from,
-                weights_only=True)
+    trainer, best = fit_resumable(cfg, module, out_dir, train_dataloaders=train_loader, val_dataloaders=val_loader)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best_path = best.best_model_path or str(last)
+    best_path = best.best_model_path or str(out_dir / "last.ckpt")
     if trainer.is_global_zero:
         save_file({k: v.contiguous() for k, v in _best_state(best_path).items()}, str(out_dir / "denoiser.safetensors"))
         atomic_write_json(out_dir / "train_summary.json", {

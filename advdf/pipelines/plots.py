@@ -43,12 +43,7 @@ def ours_vs_paper_bars(cells: Sequence[dict], row_key: str, series_key: str, pat
     ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
     ax.legend(fontsize=7, ncols=2, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    return _save_png(fig, path)
 
 
 def _save_png(fig, path: str | Path) -> Path:

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advdf.models import load_detector_weights, save_detector
-from advdf.pipelines.common import build_loggers, checkpoint_callbacks, job_identity
+from advdf.pipelines.common import fit_resumable
 from advdf.pipelines.denoise import train_denoiser
 from advdf.utils.io import atomic_write_json
 from advdf.utils.logging_setup import finish_wandb
@@ -31,17 +31,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     detector = instantiate(cfg.model)
     module = instantiate(cfg.module, detector=detector)
-    checkpoint, latest = checkpoint_callbacks(out_dir)
-    run_name, group = job_identity()
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[checkpoint, latest],
-                                      logger=build_loggers(cfg, run_name, group) or False)
-
+    trainer, checkpoint = fit_resumable(cfg, module, out_dir, datamodule=datamodule)
     last = out_dir / "last.ckpt"
-    resume_from = str(last) if cfg.resume and last.is_file() else None
-    if resume_from:
-        log.info("resuming from %s", resume_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = checkpoint.best_model_path or str(last)
     if cfg.test:
