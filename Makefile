@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 SCALE ?= smoke
 ARGS ?=
 
-.PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-kra bench-attacks clean help
+.PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-kra \
+	bench-attacks clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +37,12 @@ reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and
 
 reproduce-table2: $(STAMP)  ## seed 000 Table 2 (9 detectors x 7 attacks x 11 defenses, denoisers trained) + adaptive grid; SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce table2 --scale $(SCALE) $(ARGS)
+
+reproduce-table3: $(STAMP)  ## seed 001 Tables 3 and 2 (XAI maps + Detect-ResNet50 finetuned vs PGD/APGD/Square/NES); SCALE=smoke|paper
+	$(PY) -m advdf.pipelines.reproduce table3 --scale $(SCALE) $(ARGS)
+
+reproduce-table4: $(STAMP)  ## seed 001 Tables 4 and 2 (Detect-ResNet50 head only; reuses table3's sets and maps); SCALE=smoke|paper
+	$(PY) -m advdf.pipelines.reproduce table4 --scale $(SCALE) $(ARGS)
 
 reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper
 	$(PY) -m advdf.pipelines.reproduce kra --scale $(SCALE) $(ARGS)

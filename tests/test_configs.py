@@ -112,7 +112,50 @@ def test_denoiser_task_composes_a_denoiser_module(defense, tiny_model):
 def test_task_configs_pick_what_train_py_trains(task):
     cfg = _compose("train", [f"task={task}"])
     assert cfg.trains == task
-    assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule"}[task]
+    assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule",
+                                   "adv_detector": "advdf.lit.AdversarialDetectorModule"}[task]
+
+
+@pytest.mark.parametrize("xai", group_files("xai"))
+def test_xai_configs_build_attribution_methods_named_as_their_file(xai, tiny_model):
+    from advdf.xai import Attribution
+
+    cfg = _compose("train", ["task=adv_detector", f"xai={xai}", "model=tiny_cnn"])
+    method = instantiate(cfg.xai)
+    assert isinstance(method, Attribution) and method.name == xai
+    assert cfg.adv_detector_dir.endswith(f"tiny_cnn_{cfg.model.input_size}px_base/adv_detectors/detect_resnet50/{xai}")
+    if xai == "integrated_gradients":
+        method.n_steps = 2
+    x = torch.rand(2, 3, 32, 32)
+    assert method(tiny_model.eval(), x).shape == x.shape
+
+
+@pytest.mark.parametrize("adv_detector", group_files("adv_detector"))
+def test_adv_detector_configs_build_detect_resnet(adv_detector):
+    from advdf.xai import DetectResNet50
+
+    cfg = _compose("train", ["task=adv_detector", f"adv_detector={adv_detector}"])
+    d = instantiate(cfg.adv_detector, pretrained=False, backbone="resnet18")
+    assert isinstance(d, DetectResNet50) and d.name == adv_detector
+    assert d.freeze_backbone == adv_detector.endswith("_head")
+    assert cfg.adv_detector.backbone == "resnet50" and cfg.adv_detector.hidden == 512
+    module = instantiate(cfg.module, detector=d)
+    opt = module.configure_optimizers()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3) and opt.param_groups[0]["eps"] == pytest.approx(1e-8)
+    trained = {id(p) for p in opt.param_groups[0]["params"]}
+    assert ({id(p) for p in d.backbone.parameters()} <= trained) != d.freeze_backbone
+    assert {id(p) for p in d.head.parameters()} <= trained
+
+
+@pytest.mark.parametrize("option", group_files("xai_attacks"))
+def test_xai_attacks_push_fakes_toward_real_inside_16_255(option, tiny_model):
+    cfg = _compose("train", ["task=adv_detector", f"xai_attacks={option}"])
+    assert set(cfg.xai_attacks) == {"pgd", "apgd", "square", "nes"}
+    for conf in cfg.xai_attacks.values():
+        attack = instantiate(conf)(model=tiny_model)
+        assert attack.eps == pytest.approx(16 / 255) and attack.targeted and attack.target == 0
+    assert OmegaConf.to_container(cfg.adv_data.attack, resolve=True) == OmegaConf.to_container(
+        cfg.xai_attacks.pgd, resolve=True)  # the training attack is the PGD test attack
 
 
 @pytest.mark.parametrize("data", group_files("data"))
@@ -170,7 +213,7 @@ def test_unknown_key_is_rejected():
 
 def test_every_group_file_is_covered():
     covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module", "augment",
-               "paths", "hydra", "hydra/launcher", "task"}
+               "paths", "hydra", "hydra/launcher", "task", "xai", "adv_detector", "xai_attacks"}
     groups = {str(p.parent.relative_to(CONF_DIR)) for p in Path(CONF_DIR).rglob("*.yaml") if p.parent != CONF_DIR}
     assert groups <= covered, f"config groups without a composition test: {groups - covered}"
 

@@ -1,6 +1,7 @@
 """LightningModules over advdf's plain-PyTorch objects."""
 
+from advdf.lit.adv_detector_module import AdversarialDetectorModule
 from advdf.lit.denoiser_module import DenoiserModule
 from advdf.lit.detector_module import DetectorModule
 
-__all__ = ["DenoiserModule", "DetectorModule"]
+__all__ = ["AdversarialDetectorModule", "DenoiserModule", "DetectorModule"]

@@ -31,6 +31,8 @@ class AdversarialCache:
         num_shards: shards a complete set has.
     """
 
+    fields: tuple[str, ...] = SHARD_FIELDS  # what every shard must hold
+
     def __init__(self, directory: str | Path, key: dict, num_shards: int) -> None:
         self.directory = Path(directory)
         self.key = key
@@ -60,7 +62,7 @@ class AdversarialCache:
             atomic_write_json(key_file, self.key)
 
     def write_shard(self, i: int, tensors: dict[str, torch.Tensor]) -> Path:
-        missing = set(SHARD_FIELDS) - set(tensors)
+        missing = set(self.fields) - set(tensors)
         if missing:
             raise ValueError(f"shard lacks fields {sorted(missing)}")
         path = self.shard_path(i)

@@ -35,6 +35,7 @@ from advdf.pipelines.common import build_datamodule, load_trained_detector, reso
 from advdf.pipelines.evaluate import evaluate_cached, evaluate_clean
 from advdf.pipelines.plan import (
     AUGMENT,
+    CellStore,
     compose_config,
     detector_overrides,
     ensure_trained,
@@ -53,7 +54,7 @@ from advdf.pipelines.tables import (
     table2_markdown,
 )
 from advdf.pipelines.train import train_job
-from advdf.utils.io import atomic_write_json, atomic_write_text, digest
+from advdf.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("advdf.reproduce")
 
@@ -74,27 +75,6 @@ class Generations:
     @property
     def total(self) -> int:
         return self.run + self.reused
-
-
-class CellStore:
-    """Evaluated rows of one (detector, attack, kind), saved as JSON under a key that names their inputs."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def _path(self, *parts: str) -> Path:
-        return self.directory / ("__".join(parts) + ".json")
-
-    def get(self, key: dict, *parts: str) -> list[dict] | None:
-        path = self._path(*parts)
-        if not path.is_file():
-            return None
-        saved = json.loads(path.read_text())
-        return saved["rows"] if saved.get("key") == digest(key) else None
-
-    def put(self, key: dict, rows: list[dict], *parts: str) -> list[dict]:
-        atomic_write_json(self._path(*parts), {"key": digest(key), "rows": rows})
-        return rows
 
 
 def ensure_denoiser(overrides: list[str]) -> tuple[dict, bool]:

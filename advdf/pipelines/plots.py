@@ -132,3 +132,26 @@ def table2_heatmaps(cells: Sequence[dict], path: str | Path, title: str) -> Path
     _draw_heatmap(fig, left, ours, rows, cols, "ours", "viridis", 0.0, 1.0)
     _draw_heatmap(fig, right, diff, None, cols, "ours − paper", "RdBu", -1.0, 1.0)
     return _save_png(fig, path)
+
+
+def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float | None]], path: str | Path,
+               title: str) -> Path:
+    """ROC curves, one line per label: ``{label: (fpr, tpr, auc)}``, the chance diagonal dotted; written
+    atomically as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, linewidth=1.4, label=f"{label} (AUC {auc:.3f})" if auc is not None else label)
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positive rate (real called attacked)")
+    ax.set_ylabel("true positive rate (attacked caught)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save_png(fig, path)

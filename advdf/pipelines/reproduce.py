@@ -1,6 +1,8 @@
 """Reproduce a paper table end to end from the same configs the entry points use.
 
-    python -m advdf.pipelines.reproduce table2 --scale smoke [hydra overrides...]
+    python -m advdf.pipelines.reproduce table3 --scale smoke [hydra overrides...]   (seed 001: Detect-ResNet50)
+    python -m advdf.pipelines.reproduce table4 --scale smoke   (seed 001: Detect-ResNet50, head only)
+    python -m advdf.pipelines.reproduce table2 --scale smoke   (seed 000: attacks x defenses)
     python -m advdf.pipelines.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
     python -m advdf.pipelines.reproduce table1 --scale smoke   (seed 000's and seed 001's clean detectors)
 
@@ -15,6 +17,7 @@ import json
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -48,6 +51,7 @@ from advdf.pipelines.tables import (
     table1_markdown,
 )
 from advdf.pipelines.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
+from advdf.pipelines.xai_reproduce import reproduce_xai
 from advdf.utils.entry import CONF_DIR, set_repo_root, user_error
 from advdf.utils.io import atomic_write_json, atomic_write_text, digest
 
@@ -260,7 +264,8 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     return out_dir
 
 
-TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra}
+TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra,
+          "table3": partial(reproduce_xai, "table3"), "table4": partial(reproduce_xai, "table4")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advdf.models import load_detector_weights, save_detector
+from advdf.pipelines.adv_detect import train_adv_detector
 from advdf.pipelines.common import fit_resumable
 from advdf.pipelines.denoise import train_denoiser
 from advdf.utils.io import atomic_write_json
@@ -51,11 +52,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def train_job(cfg: DictConfig) -> dict[str, float]:
-    """The body of ``train.py``: train a detector (``task=detector``) or a denoiser defense in front of one
-    (``task=denoiser``), then close W&B so each multirun job keeps its own run."""
+    """The body of ``train.py``: train a detector (``task=detector``), a denoiser defense in front of one
+    (``task=denoiser``) or an adversarial detector behind one (``task=adv_detector``), then close W&B so each
+    multirun job keeps its own run."""
     try:
-        if cfg.get("trains", "detector") == "denoiser":
+        trains = cfg.get("trains", "detector")
+        if trains == "denoiser":
             return train_denoiser(cfg)
+        if trains == "adv_detector":
+            return train_adv_detector(cfg)
         return train(cfg)
     finally:
         finish_wandb()
