@@ -155,7 +155,7 @@ def test_frames_g_calls_fake_never_reach_d_and_pgd_b_zeroes_every_map():
     assert not torch.allclose(pgd.scores, black.scores)
     m = pgd.metrics()
     assert m["n_routed"] == 6 and m["caught_by_g"] == 2
-    assert 0 <= m["acc"] <= 1 and 0 <= m["pipeline_acc"] <= 1
+    assert 0 <= m["acc"] <= 1 and 0 <= m["pipeline_acc"] <= 1 and 0 <= m["vid_acc"] <= 1
 
 
 def test_head_only_training_on_cached_embeddings_equals_training_through_the_frozen_backbone():

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from advdf.errors import CheckpointError, ConfigError
+from advdf.metrics import vid_accuracy
 from advdf.models.checkpoint import file_digest
 from advdf.pipelines.attack import balanced_positions
 from advdf.pipelines.common import build_datamodule, fit_resumable, load_trained_detector, resolve_device
@@ -87,8 +88,9 @@ def train_adv_detector(cfg: DictConfig) -> dict[str, float]:
     n = len(frames)
     n_val = round(n * cfg.adv_data.val_fraction)
     if not 0 < n_val < n or len(frames.label.unique()) < 2:
-        raise ConfigError(f"{cfg.model.name}: {counts['real_routed']} real and {counts['attacked_routed']} attacked "
-                          f"training crops reach the adversarial detector (g calls the others fake); "
+        raise ConfigError(f"{cfg.model.name}: {counts['real_routed']} of {counts['real']} real and "
+                          f"{counts['attacked_routed']} of {counts['attacked']} attacked training crops reach the "
+                          "adversarial detector (g calls the others fake); "
                           f"adv_data.val_fraction={cfg.adv_data.val_fraction} leaves no train or no validation crops")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
     val, train = order[:n_val], order[n_val:]
@@ -168,13 +170,15 @@ class Scored:
     attack: str
     scores: torch.Tensor      # P(attacked) for the routed crops
     label: torch.Tensor       # their labels (0 real, 1 attacked)
+    video: torch.Tensor       # their video codes
     real_total: int           # real crops in the test set (routed or not)
     attacked_total: int       # attacked crops in the test set
     attacked_caught: int      # attacked crops g itself called fake (never reach d)
 
     def metrics(self, threshold: float = 0.5) -> dict:
-        """Accuracy of d at ``threshold`` on the crops that reach it, AUC, and the whole pipeline's accuracy
-        (a real crop is right when g and d both say real; an attacked one when g says fake or d says attacked)."""
+        """Accuracy of d at ``threshold`` on the crops that reach it (F2F) and on their videos (Vid, majority vote),
+        AUC, and the whole pipeline's accuracy (a real crop is right when g and d both say real; an attacked one when
+        g says fake or d says attacked)."""
         pred = (self.scores > threshold).long()
         right = pred == self.label
         n = len(self.label)
@@ -183,6 +187,7 @@ class Scored:
         return {"attack": self.attack, "n_routed": n, "n_real_routed": int((self.label == REAL).sum()),
                 "n_attacked_routed": int((self.label == ATTACKED).sum()), "caught_by_g": self.attacked_caught,
                 "acc": right.float().mean().item() if n else None,
+                "vid_acc": vid_accuracy(pred, self.label, self.video) if n else None,
                 "auc": binary_auroc(self.scores, self.label).item() if both else None,
                 "pipeline_acc": (int(right.sum()) + self.attacked_caught) / total if total else None}
 
@@ -210,6 +215,7 @@ def score_sets(d: torch.nn.Module, data: XaiData, method, real: FrameSet, attack
             variants.append((f"{name}_black", zero_real, torch.zeros_like(maps)))
         for label, r_scores, m in variants:
             scores = torch.cat([r_scores, attacked_scores(d, routed.images, m, data.device, batch_size)])
-            out.append(Scored(label, scores, torch.cat([real_routed.label, routed.label]), len(real), len(frames),
+            out.append(Scored(label, scores, torch.cat([real_routed.label, routed.label]),
+                              torch.cat([real_routed.video, routed.video]), len(real), len(frames),
                               len(frames) - len(routed)))
     return out

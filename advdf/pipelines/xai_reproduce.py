@@ -63,21 +63,24 @@ TABLES = {"table3": 3, "table4": 4}
 CONFIG_NAMES = {3: "finetuned", 4: "head only"}
 
 
-def _check_plan(spec: DictConfig, table: str, cfg: DictConfig) -> None:
-    """Raise ConfigError for anything the plan names that cannot run, before any work starts."""
+def _check_plan(spec: DictConfig, table: str) -> None:
+    """Raise ConfigError for anything the plan names that cannot be composed, before any work starts."""
     require_detectors(list(spec.detectors))
     missing = [x for x in spec.xai if not (CONF_DIR / "xai" / f"{x}.yaml").is_file()]
     if missing:
         raise ConfigError(f"reproduce.xai {missing} have no conf/xai file "
                           f"(available: {', '.join(sorted(p.stem for p in (CONF_DIR / 'xai').glob('*.yaml')))})")
-    unknown = [a for a in spec.attacks if a not in cfg.xai_attacks]
-    if unknown:
-        raise ConfigError(f"reproduce.attacks {unknown} are not in xai_attacks ({', '.join(cfg.xai_attacks)})")
-    if "pgd" not in spec.attacks:
-        raise ConfigError("reproduce.attacks must include pgd: it is the training attack and PGD-B's test set")
     name = spec.adv_detectors.get(table)
     if not name or not (CONF_DIR / "adv_detector" / f"{name}.yaml").is_file():
         raise ConfigError(f"reproduce.adv_detectors.{table}={name!r} names no conf/adv_detector file")
+    if "pgd" not in spec.attacks:
+        raise ConfigError("reproduce.attacks must include pgd: it is the training attack and PGD-B's test set")
+
+
+def _check_attacks(spec: DictConfig, cfg: DictConfig) -> None:
+    unknown = [a for a in spec.attacks if a not in cfg.xai_attacks]
+    if unknown:
+        raise ConfigError(f"reproduce.attacks {unknown} are not in xai_attacks ({', '.join(cfg.xai_attacks)})")
 
 
 def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str | None = None) -> DictConfig:
@@ -92,7 +95,8 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
     base = [f"experiment=xai_{scale}", *overrides]
     plan = compose_config("train", base)
     spec = plan.reproduce
-    _check_plan(spec, table, _stage_cfg(base, spec, next(iter(spec.detectors)), table))
+    _check_plan(spec, table)
+    _check_attacks(spec, _stage_cfg(base, spec, next(iter(spec.detectors)), table))
     out_dir = Path(plan.paths.results_dir) / f"{table}_{scale}"
     store = CellStore(out_dir / "cells")
     report: dict = {"scale": scale, "table": table, "overrides": overrides, "data": plan.data.name, "detectors": {}}
@@ -102,7 +106,7 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
     images: dict[str, Path] = {}
     t_start = time.perf_counter()
     for det, train_overrides in spec.detectors.items():
-        r = report["detectors"][det] = {}
+        r = report["detectors"][det] = {"xai": {}}
         t0 = time.perf_counter()
         metrics, reused = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
         r["g"] = {"metrics": metrics, "reused": reused, "wall_s": time.perf_counter() - t0}
@@ -147,7 +151,7 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
                 images[f"roc/{det}/{xai}"] = roc_curves(
                     curves, out_dir / "roc" / f"{det}_{xai}.png",
                     f"{det} + {PINHASOV_XAI_HEADERS.get(xai, xai)}: Detect-ResNet50 ({CONFIG_NAMES[number]})")
-            r[xai] = {"train": summary["metrics"], "crops": summary.get("crops"), "backbone": summary.get("backbone_init"),
+            r["xai"][xai] = {"train": summary["metrics"], "crops": summary.get("crops"), "backbone": summary.get("backbone_init"),
                       "train_wall_s": t1 - t0, "eval_wall_s": time.perf_counter() - t1}
     report["wall_s"] = time.perf_counter() - t_start
 
@@ -215,8 +219,7 @@ def _print(report: dict, md: str, md2: str, plan: DictConfig, number: int, out_d
     print(f"reproduce-table{number} ({report['scale']}): {report['wall_s']:.0f} s")
     for det, r in report["detectors"].items():
         g = r["g"]
-        xai = [f"{x}: train {v['train_wall_s']:.0f} s, eval {v['eval_wall_s']:.0f} s" for x, v in r.items()
-               if isinstance(v, dict) and "train_wall_s" in v]
+        xai = [f"{x}: train {v['train_wall_s']:.0f} s, eval {v['eval_wall_s']:.0f} s" for x, v in r["xai"].items()]
         print(f"  {det}: g {g['wall_s']:.0f} s{' (reused)' if g['reused'] else ''}; attacked sets "
               f"{r['attacks_wall_s']:.0f} s; real crops g calls real {r['real']['routed']}/{r['real']['n']}, attacked "
               + ", ".join(f"{a} {v['routed']}/{v['n']}" for a, v in r["attacks"].items()) + "; " + "; ".join(xai))
