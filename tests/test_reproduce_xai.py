@@ -21,9 +21,9 @@ DETECTORS = ("tiny_cnn", "mesonet")
 TINY_PLAN = [
     "~reproduce.detectors", "+reproduce.detectors={tiny_cnn:['trainer.max_epochs=6'],mesonet:['trainer.max_epochs=3']}",
     "reproduce.xai.integrated_gradients=['n_steps=2']", "reproduce.per_class=4",
-    "reproduce.training=['adv_data.per_class=8','adv_data.val_fraction=0.25','adv_detector.pretrained=false',"
+    "reproduce.training.all=['adv_data.per_class=8','adv_data.val_fraction=0.25','adv_detector.pretrained=false',"
     "'adv_detector.backbone=resnet18','adv_detector.hidden=8','trainer.max_epochs=1','adv_data.batch_size=8']",
-    "xai_attacks.pgd.steps=2", "xai_attacks.pgd.alpha=8/255", "xai_attacks.apgd.steps=2", "xai_attacks.square.n_queries=6",
+    "reproduce.training.table4=['trainer.max_epochs=2']", "xai_attacks.pgd.steps=2", "xai_attacks.pgd.alpha=8/255", "xai_attacks.apgd.steps=2", "xai_attacks.square.n_queries=6",
     "xai_attacks.nes.steps=2", "xai_attacks.nes.n_samples=2", "model.input_size=32",
     "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none", *TINY_DATA,
 ]
@@ -176,6 +176,7 @@ def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artif
     ("+reproduce.xai.lime=[]", "lime"),
     ("+reproduce.detectors.no_such_net=[]", "no_such_net"),
     ("reproduce.adv_detectors.table3=resnet9", "resnet9"),
+    ("+reproduce.training.table5=[]", "table5"),
 ])
 def test_a_bad_plan_fails_before_any_work(artifacts, override, match):
     with pytest.raises(ConfigError, match=match):

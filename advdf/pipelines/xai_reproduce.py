@@ -73,6 +73,9 @@ def _check_plan(spec: DictConfig, table: str) -> None:
     name = spec.adv_detectors.get(table)
     if not name or not (CONF_DIR / "adv_detector" / f"{name}.yaml").is_file():
         raise ConfigError(f"reproduce.adv_detectors.{table}={name!r} names no conf/adv_detector file")
+    unknown = sorted(set(spec.training) - {"all", *TABLES})
+    if unknown:
+        raise ConfigError(f"reproduce.training has {unknown}; its keys are all, {', '.join(TABLES)}")
     if "pgd" not in spec.attacks:
         raise ConfigError("reproduce.attacks must include pgd: it is the training attack and PGD-B's test set")
 
@@ -85,8 +88,9 @@ def _check_attacks(spec: DictConfig, cfg: DictConfig) -> None:
 
 def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str | None = None) -> DictConfig:
     xai_overrides = [f"xai={xai}", *(f"xai.{o}" for o in spec.xai[xai])] if xai else []
+    training = [*spec.training.get("all", []), *spec.training.get(table, [])]
     return compose_config("train", [*base, *detector_overrides(spec, det), "task=adv_detector",
-                                    f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *spec.training])
+                                    f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *training])
 
 
 def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
@@ -151,8 +155,9 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
                 images[f"roc/{det}/{xai}"] = roc_curves(
                     curves, out_dir / "roc" / f"{det}_{xai}.png",
                     f"{det} + {PINHASOV_XAI_HEADERS.get(xai, xai)}: Detect-ResNet50 ({CONFIG_NAMES[number]})")
-            r["xai"][xai] = {"train": summary["metrics"], "crops": summary.get("crops"), "backbone": summary.get("backbone_init"),
-                      "train_wall_s": t1 - t0, "eval_wall_s": time.perf_counter() - t1}
+            r["xai"][xai] = {"train": summary["metrics"], "crops": summary.get("crops"),
+                             "backbone": summary.get("backbone_init"), "train_wall_s": t1 - t0,
+                             "eval_wall_s": time.perf_counter() - t1}
     report["wall_s"] = time.perf_counter() - t_start
 
     detectors, xais = list(spec.detectors), list(spec.xai)
