@@ -8,6 +8,8 @@ adversarial detector embeds them. A zero attribution stays zero.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -39,7 +41,7 @@ def normalize_maps(attr: torch.Tensor, percentile: float) -> torch.Tensor:
     return (attr.detach().float() / scale).clamp_(-1, 1)
 
 
-class Attribution:
+class Attribution(abc.ABC):
     """One captum attribution method.
 
     Args:
@@ -58,9 +60,9 @@ class Attribution:
         self.percentile = float(percentile)
         self.abs = bool(abs)
 
+    @abc.abstractmethod
     def build(self, model: nn.Module):
         """The captum object for ``model``."""
-        raise NotImplementedError
 
     def attribute_raw(self, method, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return method.attribute(x, target=target)
