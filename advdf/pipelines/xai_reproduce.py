@@ -13,6 +13,7 @@ cells (``<results>/<table>_<scale>/cells/``), so a rerun or the other table only
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -197,8 +198,6 @@ def _heatmap(cells: list[dict], path: Path, title: str) -> Path:
 def findings(cells: list[dict], other_dir: Path, number: int) -> dict:
     """Seed 001's three claims checked on our cells: maps beat PGD-B, Square is the hardest attack, and (when the
     other table's results exist) finetuning beats head-only."""
-    import json
-
     by = {(c["detector"], c["attack"], c["xai"]): c["ours"] for c in cells}
     pairs = [(k[0], k[2]) for k in by if k[1] == "pgd" and by[k] is not None and by[k[0], "pgd_black", k[2]] is not None]
     out: dict = {"maps_beat_pgd_b": {"pairs": len(pairs),
