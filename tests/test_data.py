@@ -180,3 +180,30 @@ def test_corrupt_png_names_the_file(prepared, tmp_path):
     row["path"] = str(bad)
     with pytest.raises(DataError, match=f"cannot read image {bad}"):
         FrameDataset([row], "/", 32)[0]
+
+
+def _augmented_epochs(tree, out, num_workers: int, seed: int, epochs: int = 2) -> list[torch.Tensor]:
+    import albumentations as A
+    import pytorch_lightning as pl
+
+    from advdf.data.datamodule import FFPPDataModule
+
+    pl.seed_everything(seed, workers=True)
+    augment = A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=1.0)])
+    dm = FFPPDataModule(str(tree), str(out), input_size=32, batch_size=4, num_workers=num_workers, augment=augment,
+                        limit_per_split=8)
+    loader = dm.loader("train", shuffle=False, augmented=True)  # fixed order: only the augmentation draws
+    return [torch.cat([b["image"] for b in loader]) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_training_augmentation_follows_the_global_seed(prepared, tree, num_workers):
+    """albumentations keeps a generator of its own; the loader seeds it, so a seeded run trains on the same
+    augmented batches again (in the main process and in workers), and another seed gives other batches."""
+    out, _ = prepared
+    first = _augmented_epochs(tree, out, num_workers, seed=3)
+    again = _augmented_epochs(tree, out, num_workers, seed=3)
+    other = _augmented_epochs(tree, out, num_workers, seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0])
+    assert not torch.equal(first[0], first[1])  # each epoch draws new augmentations

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, get_worker_info
 
 from advdf.data.dataset import FrameDataset, balanced_subset, read_index
 from advdf.data.faces import create_face_detector
@@ -17,6 +20,24 @@ from advdf.errors import DataError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+
+
+def seed_augmentation(transform: Callable | None, offset: int = 0) -> None:
+    """Seed an albumentations pipeline from torch's seed of this process (plus ``offset``).
+
+    Albumentations draws from a generator of its own that global seeds never reach; unseeded, two runs with the same
+    ``seed`` train on different augmentations. Transforms without ``set_random_seed`` are left alone.
+    """
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed((torch.initial_seed() + offset) % 2**32)
+
+
+def _init_augmenting_worker(worker_id: int) -> None:
+    """Lightning's worker seeding (under ``seed_everything(workers=True)``), then the worker's copy of the training
+    augmentation seeded from the worker's torch seed: every worker draws its own, reproducible stream."""
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        pl_worker_init_function(worker_id)
+    seed_augmentation(get_worker_info().dataset.transform)
 
 
 class FFPPDataModule(pl.LightningDataModule):
@@ -44,7 +65,8 @@ class FFPPDataModule(pl.LightningDataModule):
             ``augmix``. Val and test never get views. ``None`` = off.
         test_per_class: balanced test subset of this many real and fake frames (seed 000: 500); ``None`` = all.
         limit_per_split: cap every split at this many frames (quick runs); ``None`` = all.
-        seed: seed of the subset selection.
+        seed: seed of the subset selection. The training augmentation follows the run's global seed instead
+            (torch's seed of the process, of each loader worker under DDP ranks and workers).
         name: the data set's name (labels results and derived paths).
     """
 
@@ -129,11 +151,15 @@ class FFPPDataModule(pl.LightningDataModule):
                augmented: bool = False) -> DataLoader:
         """Batches of ``split``; ``augmented`` (training split only) applies the training augmentation."""
         dataset = self.dataset(split)
+        worker_init_fn = None
         if augmented and split == "train":
             dataset = self.augmented_train
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            seed_augmentation(dataset.transform, offset=rank)
+            worker_init_fn = _init_augmenting_worker if self.num_workers > 0 else None
         return DataLoader(
-            dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False,
+            dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, worker_init_fn=worker_init_fn, drop_last=False,
         )
 
     def train_dataloader(self) -> DataLoader:
