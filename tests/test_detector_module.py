@@ -99,3 +99,52 @@ def test_triplet_with_augmix_views_is_refused(st_detector):
     module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None)
     with pytest.raises(ConfigError, match="AugMix"):
         module._train_loss(_batch(views=True))
+
+
+def test_only_head_epochs_of_a_triplet_run_are_selectable(st_detector, tiny_model, monkeypatch):
+    from types import SimpleNamespace
+
+    epoch = SimpleNamespace(now=0)
+    monkeypatch.setattr(DetectorModule, "current_epoch", property(lambda self: epoch.now))
+    module = DetectorModule(st_detector, optimizer=ADAM, scheduler=None, head_epochs=1)
+    module._trainer = SimpleNamespace(max_epochs=3)
+    selectable = []
+    for epoch.now in range(3):
+        selectable.append(module.selectable_epoch)
+    assert selectable == [False, False, True]
+    assert DetectorModule(tiny_model, optimizer=ADAM).selectable_epoch
+    with pytest.raises(ConfigError, match="head_epochs must be >= 1"):
+        DetectorModule(st_detector, optimizer=ADAM, head_epochs=0)
+
+
+def test_best_checkpoint_skips_epochs_that_are_not_selectable(tmp_path):
+    """val/loss is lowest in the epochs the module marks unselectable; best.ckpt must come from a later one."""
+    import pytorch_lightning as pl
+
+    from advdf.pipelines.common import checkpoint_callbacks
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+        @property
+        def selectable_epoch(self) -> bool:
+            return self.current_epoch >= 2
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(4, 2)), batch_size=2)
+    best, latest = checkpoint_callbacks(tmp_path)
+    trainer = pl.Trainer(max_epochs=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[best, latest], accelerator="cpu")
+    trainer.fit(Probe(), data, data)
+    assert best.best_model_score.item() == 2.0  # epochs 0 and 1 (val/loss 0 and 1) were never candidates
+    assert (tmp_path / "best.ckpt").is_file() and (tmp_path / "last.ckpt").is_file()

@@ -57,6 +57,9 @@ class DetectorModule(pl.LightningModule):
             objective = getattr(detector, "objective", "ce")
         if head_epochs < 0 or jsd_weight < 0 or triplet_margin < 0:
             raise ConfigError("module.head_epochs, module.jsd_weight and module.triplet_margin must be >= 0")
+        if objective == "triplet" and head_epochs < 1:
+            raise ConfigError("module.head_epochs must be >= 1 with the triplet objective: only those epochs train "
+                              "the classifier")
         # Built objects stay out of the checkpoint's hyperparameters (they are code, not configuration).
         self.save_hyperparameters(ignore=["detector", "optimizer", "scheduler"])
         self.detector = detector
@@ -86,6 +89,12 @@ class DetectorModule(pl.LightningModule):
         """True during the classifier-only epochs that end a triplet run."""
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         return max_epochs is not None and self.current_epoch >= max_epochs - self.head_epochs
+
+    @property
+    def selectable_epoch(self) -> bool:
+        """Whether this epoch's model may become the best checkpoint: a triplet run's classifier is untrained (its
+        validation loss meaningless) until the head epochs."""
+        return self.objective != "triplet" or self._head_stage()
 
     def _train_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The objective's loss and the clean images' logits (for metrics), with one forward per image."""

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -75,12 +76,26 @@ def job_identity() -> tuple[str | None, str | None]:
     return f"{hc.job.name}:{overrides}", None
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """A top-k checkpoint that skips the epochs a module marks ``selectable_epoch = False`` (models that are not yet
+    a finished detector, e.g. before a triplet run trains its classifier)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if getattr(pl_module, "selectable_epoch", True):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if getattr(pl_module, "selectable_epoch", True):
+            super().on_validation_end(trainer, pl_module)
+
+
 def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
-    """``best.ckpt`` (lowest val/loss) and ``last.ckpt`` (the latest epoch) in ``out_dir``.
+    """``best.ckpt`` (lowest val/loss among the selectable epochs) and ``last.ckpt`` (the latest epoch) in
+    ``out_dir``.
 
     Lightning's ``save_last`` only writes when a best checkpoint is written; resuming needs the latest epoch.
     """
-    best = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
+    best = BestCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
                            enable_version_counter=False)
     latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
                              enable_version_counter=False)
