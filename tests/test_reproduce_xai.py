@@ -23,7 +23,8 @@ TINY_PLAN = [
     "reproduce.xai.integrated_gradients=['n_steps=2']", "reproduce.per_class=4",
     "reproduce.training.all=['adv_data.per_class=8','adv_data.val_fraction=0.25','adv_detector.pretrained=false',"
     "'adv_detector.backbone=resnet18','adv_detector.hidden=8','trainer.max_epochs=1','adv_data.batch_size=8']",
-    "reproduce.training.table4=['trainer.max_epochs=2']", "xai_attacks.pgd.steps=2", "xai_attacks.pgd.alpha=8/255", "xai_attacks.apgd.steps=2", "xai_attacks.square.n_queries=6",
+    "reproduce.training.table4=['trainer.max_epochs=2']",
+    "xai_attacks.pgd.steps=2", "xai_attacks.pgd.alpha=8/255", "xai_attacks.apgd.steps=2", "xai_attacks.square.n_queries=6",
     "xai_attacks.nes.steps=2", "xai_attacks.nes.n_samples=2", "model.input_size=32",
     "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none", *TINY_DATA,
 ]
