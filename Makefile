@@ -29,26 +29,27 @@ test: $(STAMP)  ## the whole suite (≤ 15 min on 2 cores), SLURM and DDP includ
 test-fast: $(STAMP)  ## the suite without end-to-end runs
 	$(PY) -m pytest tests -m "not slow"
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff, and the import-layer contract (pyproject's [tool.importlinter])
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and seed 001 Table 1; SCALE=smoke|paper
-	$(PY) -m advdf.pipelines.reproduce table1 --scale $(SCALE) $(ARGS)
+	$(PY) -m advdf.papers.reproduce table1 --scale $(SCALE) $(ARGS)
 
 reproduce-table2: $(STAMP)  ## seed 000 Table 2 (9 detectors x 7 attacks x 11 defenses, denoisers trained) + adaptive grid; SCALE=smoke|paper
-	$(PY) -m advdf.pipelines.reproduce table2 --scale $(SCALE) $(ARGS)
+	$(PY) -m advdf.papers.reproduce table2 --scale $(SCALE) $(ARGS)
 
 reproduce-table3: $(STAMP)  ## seed 001 Tables 3 and 2 (XAI maps + Detect-ResNet50 finetuned vs PGD/APGD/Square/NES); SCALE=smoke|paper
-	$(PY) -m advdf.pipelines.reproduce table3 --scale $(SCALE) $(ARGS)
+	$(PY) -m advdf.papers.reproduce table3 --scale $(SCALE) $(ARGS)
 
 reproduce-table4: $(STAMP)  ## seed 001 Tables 4 and 2 (Detect-ResNet50 head only; reuses table3's sets and maps); SCALE=smoke|paper
-	$(PY) -m advdf.pipelines.reproduce table4 --scale $(SCALE) $(ARGS)
+	$(PY) -m advdf.papers.reproduce table4 --scale $(SCALE) $(ARGS)
 
 reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper
-	$(PY) -m advdf.pipelines.reproduce kra --scale $(SCALE) $(ARGS)
+	$(PY) -m advdf.papers.reproduce kra --scale $(SCALE) $(ARGS)
 
 bench-attacks: $(STAMP)  ## time each attack against torchattacks on one model and batch (CPU or GPU)
-	$(PY) -m advdf.pipelines.bench_attacks $(ARGS)
+	$(PY) -m benchmarks.bench_attacks $(ARGS)
 
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf outputs multirun artifacts wandb .pytest_cache

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from advdf.pipelines.attack import attack_job
+from advdf.jobs.attack import attack_job
 from advdf.utils.entry import exit_on_user_error, set_repo_root
 
 set_repo_root()

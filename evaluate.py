@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from advdf.pipelines.evaluate import evaluate_job
+from advdf.jobs.evaluate import evaluate_job
 from advdf.utils.entry import exit_on_user_error, set_repo_root
 
 set_repo_root()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from advdf.models import create_detector
-from advdf.pipelines import bench_attacks
-from advdf.pipelines.bench_attacks import BUDGETS, attack_specs, face_images, our_options, registered_attacks
+from benchmarks import bench_attacks
+from benchmarks.bench_attacks import BUDGETS, attack_specs, face_images, our_options, registered_attacks
 
 ATTACK_COLUMNS = ["attack", "impl", "time s", "robust acc", "success rate", "mean L2 (fooled)",
                   "grad calls / queries (ours)", "iterations", "overhead", "note"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from advdf.errors import DataError
-from advdf.pipelines.cache import SHARD_FIELDS, AdversarialCache
+from advdf.store.cache import SHARD_FIELDS, AdversarialCache
 
 
 def _shard(n: int = 3) -> dict:

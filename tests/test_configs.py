@@ -114,6 +114,10 @@ def test_task_configs_pick_what_train_py_trains(task):
     assert cfg.trains == task
     assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule",
                                    "adv_detector": "advdf.lit.AdversarialDetectorModule"}[task]
+    # the training function is named by the task, so the generic train job imports no paper's code
+    from hydra.utils import get_method
+
+    assert callable(get_method(cfg.train_fn))
 
 
 @pytest.mark.parametrize("xai", group_files("xai"))

@@ -121,7 +121,7 @@ def test_best_checkpoint_skips_epochs_that_are_not_selectable(tmp_path):
     """val/loss is lowest in the epochs the module marks unselectable; best.ckpt must come from a later one."""
     import pytorch_lightning as pl
 
-    from advdf.pipelines.common import checkpoint_callbacks
+    from advdf.jobs.common import checkpoint_callbacks
 
     class Probe(pl.LightningModule):
         def __init__(self):

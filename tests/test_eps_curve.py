@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from advdf.errors import ConfigError
-from advdf.pipelines.curves import SweepPoint, parse_eps_sweep, sweep_attack_config, write_curve
+from advdf.jobs.curves import SweepPoint, parse_eps_sweep, sweep_attack_config, write_curve
 from tests.helpers.scripts import TINY, run_script
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from advdf.errors import ConfigError
-from advdf.pipelines.reproduce import reproduce_table1
-from advdf.pipelines.tables import TABLE2_DETECTORS
+from advdf.papers.jin2025.layout import TABLE2_DETECTORS
+from advdf.papers.reproduce import reproduce_table1
 from tests.helpers.scripts import TINY_DATA
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from advdf.defenses import LearnedDenoiser
 from advdf.denoisers import DUNet
 from advdf.errors import ConfigError
 from advdf.models import create_detector, load_detector_weights
-from advdf.pipelines import grid
-from advdf.pipelines.grid import reproduce_table2
+from advdf.papers.jin2025 import table2 as grid
+from advdf.papers.jin2025.table2 import reproduce_table2
 from tests.helpers.scripts import TINY_DATA
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from advdf.errors import ConfigError
-from advdf.pipelines.xai_reproduce import reproduce_xai
+from advdf.papers.pinhasov2024.reproduce import reproduce_xai
 from tests.helpers.scripts import TINY_DATA
 
 pytestmark = pytest.mark.slow
@@ -47,10 +47,10 @@ def _calibrate_detectors() -> None:
     from hydra.utils import instantiate
     from torch import nn
 
+    from advdf.jobs.attack import balanced_positions
+    from advdf.jobs.common import build_datamodule
+    from advdf.jobs.plan import compose_config, ensure_trained
     from advdf.models import load_detector_weights, save_detector
-    from advdf.pipelines.attack import balanced_positions
-    from advdf.pipelines.common import build_datamodule
-    from advdf.pipelines.plan import compose_config, ensure_trained
 
     base = ["experiment=xai_smoke", *TINY_PLAN]
     for det, overrides in compose_config("train", base).reproduce.detectors.items():
@@ -76,10 +76,10 @@ def _calibrate_detectors() -> None:
 def _recompute_pgd_saliency_cell(artifacts: Path) -> float:
     """d's accuracy on the tiny_cnn PGD test set with saliency maps, recomputed outside the pipeline: g's routing
     and maps from scratch (maps stored as float16, as the cache stores them), the attacked crops from the cache."""
+    from advdf.jobs.attack import balanced_positions
+    from advdf.jobs.common import build_datamodule
+    from advdf.jobs.plan import compose_config
     from advdf.models import create_detector, load_detector_weights
-    from advdf.pipelines.attack import balanced_positions
-    from advdf.pipelines.common import build_datamodule
-    from advdf.pipelines.plan import compose_config
     from advdf.xai import DetectResNet50, create_xai
 
     det_dir = artifacts / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_base"

@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 
 from advdf.errors import ConfigError
-from advdf.pipelines.plots import grid_heatmap, table2_heatmaps
-from advdf.pipelines.tables import (
+from advdf.papers.jin2025.layout import (
     TABLE2_ATTACKS,
     TABLE2_DEFENSES,
     TABLE2_DETECTORS,
     TABLE2_HEADERS,
-    grid_latex,
     table2_cells,
+    table2_heatmaps,
     table2_latex,
     table2_matrix,
 )
+from advdf.report.plots import grid_heatmap
+from advdf.report.render import grid_latex
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OURS = {("resnet50", "pgd", "na"): 0.0123, ("resnet50", "pgd", "td"): 0.75, ("resnet50", "fgsm", "jpeg70"): 0.5}

@@ -1,7 +1,7 @@
 """Paper tables: the paper's numbers come from the shipped CSVs; ours only from computed cells."""
 
 from advdf import paper_values
-from advdf.pipelines.tables import (
+from advdf.papers.jin2025.layout import (
     TABLE2_ATTACKS,
     TABLE2_DEFENSES,
     TABLE2_DETECTORS,
@@ -31,12 +31,8 @@ def test_uncomputed_cells_print_a_dash_and_computed_ones_print_ours():
 
 
 def test_table1_layouts_print_ours_beside_the_paper():
-    from advdf.pipelines.tables import (
-        pinhasov_table1_cells,
-        pinhasov_table1_markdown,
-        table1_cells,
-        table1_markdown,
-    )
+    from advdf.papers.jin2025.layout import table1_cells, table1_markdown
+    from advdf.papers.pinhasov2024.layout import pinhasov_table1_cells, pinhasov_table1_markdown
 
     md = table1_markdown(table1_cells({("resnet50", "base"): 0.9123, ("tiny_cnn", "augmix"): 0.5}))
     lines = md.splitlines()

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from advdf.attacks.bim import BIM
 from advdf.data.dataset import FrameDataset
 from advdf.errors import AdversarialCheckError, ConfigError
+from advdf.jobs.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
 from advdf.models import create_detector
-from advdf.pipelines.cache import AdversarialCache
-from advdf.pipelines.reproduce import reproduce_kra
-from advdf.pipelines.tables import kra_table2_cells, kra_table2_markdown
-from advdf.pipelines.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
+from advdf.papers.liao2021.layout import kra_table2_cells, kra_table2_markdown
+from advdf.papers.reproduce import reproduce_kra
+from advdf.store.cache import AdversarialCache
 
 EPS = 8 / 255
 N = 8

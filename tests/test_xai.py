@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from advdf.jobs.xai_data import FrameSet
 from advdf.lit import AdversarialDetectorModule
-from advdf.pipelines.adv_detect import score_sets
-from advdf.pipelines.xai_data import FrameSet
+from advdf.papers.pinhasov2024.adv_detect import score_sets
 from advdf.xai import DetectResNet50, create_xai, list_xai, normalize_maps
 
 METHODS = ("guided_backprop", "input_x_gradient", "integrated_gradients", "saliency")
@@ -159,7 +159,7 @@ def test_frames_g_calls_fake_never_reach_d_and_pgd_b_zeroes_every_map():
 
 
 def test_head_only_training_on_cached_embeddings_equals_training_through_the_frozen_backbone():
-    from advdf.pipelines.adv_detect import frozen_embeddings
+    from advdf.papers.pinhasov2024.adv_detect import frozen_embeddings
 
     batch = {"image": torch.rand(4, 3, 32, 32), "map": torch.rand(4, 3, 32, 32), "label": torch.tensor([0, 1, 0, 1])}
     heads = []
@@ -215,7 +215,7 @@ class _Counting:
 def test_maps_are_cached_per_shard_and_a_killed_run_resumes_at_the_missing_shard(tmp_path, tiny_model):
     from omegaconf import OmegaConf
 
-    from advdf.pipelines.xai_data import XaiData
+    from advdf.jobs.xai_data import XaiData
 
     weights = tmp_path / "g.safetensors"
     weights.write_bytes(b"weights of g")

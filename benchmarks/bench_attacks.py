@@ -2,7 +2,7 @@
 
 ``make bench-attacks ARGS="..."``, or::
 
-    python -m advdf.pipelines.bench_attacks [--model resnet50] [--input-size 224] [--batch 8]
+    python -m benchmarks.bench_attacks [--model resnet50] [--input-size 224] [--batch 8]
         [--checkpoint PATH [--data PREPARED_DIR]] [--attacks pgd,deepfool,...] [--repeats N]
         [--device auto|cpu|cuda] [--budget auto|full|small] [--out artifacts/bench/attacks.md]
 
@@ -628,7 +628,7 @@ def evaluate_targets(report: Report) -> list[tuple[str, str, str]]:
 
 # --- the run ------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m advdf.pipelines.bench_attacks", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_attacks", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="resnet50", help="registered detector (default resnet50)")
     p.add_argument("--input-size", type=int, default=None, help="input side (default 224, or the checkpoint's)")
     p.add_argument("--batch", type=int, default=8, help="images in the batch (default 8)")
@@ -683,7 +683,7 @@ def _validate(args: argparse.Namespace, specs: dict[str, Spec]) -> list[str]:
 
 
 def bench(args: argparse.Namespace) -> Report:
-    from advdf.pipelines.common import resolve_device
+    from advdf.jobs.common import resolve_device
 
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

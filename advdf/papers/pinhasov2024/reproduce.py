@@ -1,7 +1,7 @@
 """Seed 001's Tables 3 and 4 (the XAI-based adversarial detector) and its Table 2 (detectors under attack).
 
-    python -m advdf.pipelines.reproduce table3 --scale smoke      (make reproduce-table3: Detect-ResNet50 finetuned)
-    python -m advdf.pipelines.reproduce table4 --scale smoke      (make reproduce-table4: head only)
+    python -m advdf.papers.reproduce table3 --scale smoke      (make reproduce-table3: Detect-ResNet50 finetuned)
+    python -m advdf.papers.reproduce table4 --scale smoke      (make reproduce-table4: head only)
 
 Per deepfake detector g (EfficientNetB4ST, Xception; trained, or reused from reproduce-table1): the test split's
 real crops and its fake crops attacked with PGD, APGD, Square and NES toward "real" (one cached set per attack,
@@ -24,37 +24,32 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advdf.errors import ConfigError
+from advdf.jobs.attack import balanced_positions
+from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
+from advdf.jobs.plan import compose_config, detector_overrides, ensure_trained, require_detectors
+from advdf.jobs.xai_data import XaiData
 from advdf.metrics import detection_report
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.adv_detect import (
+from advdf.papers.pinhasov2024.adv_detect import (
     WEIGHTS,
     load_adv_detector,
     score_sets,
     train_adv_detector,
     trained_summary,
 )
-from advdf.pipelines.attack import balanced_positions
-from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
-from advdf.pipelines.plan import (
-    CellStore,
-    compose_config,
-    detector_overrides,
-    ensure_trained,
-    log_wandb_tables,
-    require_detectors,
-)
-from advdf.pipelines.plots import grid_heatmap, roc_curves
-from advdf.pipelines.tables import (
+from advdf.papers.pinhasov2024.layout import (
     PINHASOV_ATTACKS,
     PINHASOV_ROW_HEADERS,
     PINHASOV_XAI_HEADERS,
-    long_csv,
     pinhasov_table2_cells,
     pinhasov_table2_markdown,
     pinhasov_xai_cells,
     pinhasov_xai_markdown,
 )
-from advdf.pipelines.xai_data import XaiData
+from advdf.report.plots import grid_heatmap, roc_curves
+from advdf.report.render import long_csv
+from advdf.report.wandb import log_wandb_tables
+from advdf.store.cells import CellStore
 from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text
 

@@ -1,58 +1,35 @@
-"""Reproduce a paper table end to end from the same configs the entry points use.
+"""Seed 004's reproduction (Liao et al. 2021, the Key Region Attack): white-box KRA on the plan's detectors
+(Table 1) and the transfer of KRA-PGD between them (Table 2).
 
-    python -m advdf.pipelines.reproduce table3 --scale smoke [hydra overrides...]   (seed 001: Detect-ResNet50)
-    python -m advdf.pipelines.reproduce table4 --scale smoke   (seed 001: Detect-ResNet50, head only)
-    python -m advdf.pipelines.reproduce table2 --scale smoke   (seed 000: attacks x defenses)
-    python -m advdf.pipelines.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
-    python -m advdf.pipelines.reproduce table1 --scale smoke   (seed 000's and seed 001's clean detectors)
-
-Every stage is cached: trained detectors (``train_summary.json``), adversarial sets (complete caches) and the
-prepared data are reused, so a rerun or a resumed run only does what is missing.
+    python -m advdf.papers.reproduce kra --scale smoke      (make reproduce-kra)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
-from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from advdf.errors import ConfigError
+from advdf.jobs.attack import cache_for, run_attack, selected_positions
+from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
+from advdf.jobs.plan import compose_config, detector_overrides, ensure_trained, require_detectors
+from advdf.jobs.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.attack import cache_for, run_attack, selected_positions
-from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
-from advdf.pipelines.grid import reproduce_table2
-from advdf.pipelines.plan import (
-    AUGMENT,
-    compose_config,
-    detector_overrides,
-    ensure_trained,
-    log_wandb_tables,
-    require_detectors,
-)
-from advdf.pipelines.plots import ours_vs_paper_bars
-from advdf.pipelines.tables import (
+from advdf.papers.liao2021.layout import (
     kra_table1_cells,
     kra_table1_markdown,
     kra_table2_cells,
     kra_table2_markdown,
-    long_csv,
-    pinhasov_table1_cells,
-    pinhasov_table1_markdown,
-    table1_cells,
-    table1_markdown,
 )
-from advdf.pipelines.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
-from advdf.pipelines.xai_reproduce import reproduce_xai
-from advdf.utils.entry import CONF_DIR, set_repo_root, user_error
+from advdf.report.render import long_csv
+from advdf.report.wandb import log_wandb_tables
+from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text, digest
 
 log = logging.getLogger("advdf.reproduce")
@@ -168,7 +145,7 @@ def _transfer_cells(spec: DictConfig, cfgs: dict[str, DictConfig], datamodules: 
     """The transfer matrix, reused from ``out_dir`` when its inputs (sets, weights, data) are unchanged."""
     import inspect
 
-    from advdf.pipelines import transfer as transfer_module
+    from advdf.jobs import transfer as transfer_module
 
     key = {"code": digest(inspect.getsource(transfer_module)),
            "sets": {d: str(s.cache.directory) for d, s in sets.items()},
@@ -198,96 +175,3 @@ def _headline_kra(report: dict) -> str:
                         for a, s in r["attacks"].items())
         lines.append(f"  {det}: train {r['train_wall_s']:.0f} s" + (f"; {atk}" if atk else ""))
     return "\n".join(lines)
-
-
-def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
-    """Raise ConfigError for detectors in ``spec.<group>`` that cannot be built, before any training starts."""
-    require_detectors(list(dict.fromkeys(d for g in groups for d in spec[g])))
-    bad = [v for v in spec.variants if v not in AUGMENT]
-    if bad:
-        raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(AUGMENT)}")
-
-
-
-def reproduce_table1(scale: str, overrides: list[str]) -> Path:
-    """Seed 000's Table 1 (clean accuracy, base and AugMix training) and seed 001's Table 1 (clean Vid/F2F per
-    class); every detector is trained once and reused by the other reproduce targets."""
-    base = [f"experiment=table1_{scale}", *overrides]
-    plan = compose_config("train", base)
-    spec = plan.reproduce
-    _check_training_plan(spec, ("detectors", "seed001"))
-    out_dir = Path(plan.paths.results_dir) / f"table1_{scale}"
-    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "runs": {}}
-    t_start = time.perf_counter()
-    jobs = [(det, variant, list(spec.detectors[det])) for det in spec.detectors for variant in spec.variants]
-    jobs += [(det, "base", list(spec.seed001[det])) for det in spec.seed001
-             if (det, "base") not in {(d, v) for d, v, _ in jobs}]
-    for i, (det, variant, train_overrides) in enumerate(jobs, 1):
-        log.info("[%d/%d] %s (%s)", i, len(jobs), det, variant)
-        t0 = time.perf_counter()
-        metrics, reused = ensure_trained([*base, *detector_overrides(spec, det), f"augment={AUGMENT[variant]}",
-                                          *train_overrides])
-        report["runs"][f"{det}/{variant}"] = {"metrics": metrics, "reused": reused,
-                                              "wall_s": time.perf_counter() - t0}
-    report["wall_s"] = time.perf_counter() - t_start
-
-    runs = report["runs"]
-    accuracy = {(det, variant): runs[f"{det}/{variant}"]["metrics"].get("test/acc")  # seed 000's detectors only
-                for det in spec.detectors for variant in spec.variants}
-    seed001 = {det: {k.removeprefix("test/"): v for k, v in runs[f"{det}/base"]["metrics"].items()}
-               for det in spec.seed001}
-    t1, p1 = table1_cells({k: v for k, v in accuracy.items() if v is not None}), pinhasov_table1_cells(seed001)
-    md1, mdp = table1_markdown(t1), pinhasov_table1_markdown(p1)
-    atomic_write_text(out_dir / "table1.md", md1)
-    atomic_write_text(out_dir / "table1.csv", long_csv(t1, ["detector", "variant"]))
-    atomic_write_text(out_dir / "seed001_table1.md", mdp)
-    atomic_write_text(out_dir / "seed001_table1.csv", long_csv(p1, ["detector"]))
-    atomic_write_json(out_dir / "report.json", report)
-    ours_vs_paper_bars(t1, "detector", "variant", out_dir / "table1.png",
-                       f"Seed 000 Table 1: clean accuracy, ours ({plan.data.name}, {scale}) and the paper's")
-    log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
-                                                 "seed001_table1": (p1, ["detector"])})
-    n_test = plan.data.test_per_class
-    print(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
-    for key, r in runs.items():
-        print(f"  {key}: test acc {r['metrics'].get('test/acc', float('nan')):.3f} ({r['wall_s']:.0f} s"
-              f"{', reused' if r['reused'] else ''})")
-    print(f"\nSeed 000, Table 1 — clean test accuracy ({plan.data.name}"
-          f"{f', {n_test} real + {n_test} fake frames' if n_test else ''}); each cell: ours / paper; "
-          "— = not computed\n")
-    print(md1)
-    print("Seed 001, Table 1 — clean detectors per true class: Vid = videos (majority vote over frames), "
-          "F2F = frames; each cell: ours / paper\n")
-    print(mdp)
-    print(f"written: {out_dir}/table1.md, table1.csv, table1.png, seed001_table1.md, seed001_table1.csv, "
-          "report.json")
-    return out_dir
-
-
-TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra,
-          "table3": partial(reproduce_xai, "table3"), "table4": partial(reproduce_xai, "table4")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", choices=sorted(TABLES))
-    parser.add_argument("--scale", choices=("smoke", "paper"), default="smoke")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every stage (e.g. trainer=gpu)")
-    args = parser.parse_intermixed_args(argv)  # overrides may follow --scale
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
-    set_repo_root()
-    try:
-        TABLES[args.table](args.scale, args.overrides)
-    except Exception as err:
-        user = user_error(err)
-        if user is None and isinstance(err, (OverrideParseException, ConfigCompositionException)):
-            user = err  # a malformed override or an unknown config option: the user's input, not a bug
-        if user is None:
-            raise
-        print(f"error: {user}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,13 +6,11 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from advdf.jobs.common import fit_resumable
 from advdf.models import load_detector_weights, save_detector
-from advdf.pipelines.adv_detect import train_adv_detector
-from advdf.pipelines.common import fit_resumable
-from advdf.pipelines.denoise import train_denoiser
 from advdf.utils.io import atomic_write_json
 from advdf.utils.logging_setup import finish_wandb
 
@@ -52,15 +50,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def train_job(cfg: DictConfig) -> dict[str, float]:
-    """The body of ``train.py``: train a detector (``task=detector``), a denoiser defense in front of one
-    (``task=denoiser``) or an adversarial detector behind one (``task=adv_detector``), then close W&B so each
-    multirun job keeps its own run."""
+    """The body of ``train.py``: run the task's training function (``cfg.train_fn``, set by ``conf/task``: a
+    detector, a denoiser defense in front of one, a paper's model such as seed 001's adversarial detector), then
+    close W&B so each multirun job keeps its own run. The task names its function, so this generic job imports no
+    paper's code."""
     try:
-        trains = cfg.get("trains", "detector")
-        if trains == "denoiser":
-            return train_denoiser(cfg)
-        if trains == "adv_detector":
-            return train_adv_detector(cfg)
-        return train(cfg)
+        return get_method(cfg.get("train_fn", "advdf.jobs.train.train"))(cfg)
     finally:
         finish_wandb()

@@ -1,7 +1,7 @@
 """Robust accuracy against the attack budget: the ``eps_sweep`` of ``attack.py``.
 
 ``python attack.py model=resnet50 attack=pgd 'eps_sweep=[1/255,2/255,4/255,8/255,16/255]'`` runs the attack once
-per eps (:func:`advdf.pipelines.attack.run_eps_sweep`, each eps its own cached, resumable adversarial set) and
+per eps (:func:`advdf.jobs.attack.run_eps_sweep`, each eps its own cached, resumable adversarial set) and
 this module turns the sets' summaries into the curve: a CSV and a PNG at
 ``${paths.results_dir}/curves/<data>/<detector dir>/<attack>.{csv,png}``, with the clean accuracy as the eps = 0
 point, logged to W&B (a line plot, its table and the image) and as metrics to every other logger.

@@ -14,17 +14,17 @@ from tqdm.auto import tqdm
 
 from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
-from advdf.metrics import detection_report
-from advdf.pipelines.attack import cache_for, selected_positions
-from advdf.pipelines.cache import AdversarialCache
-from advdf.pipelines.common import (
+from advdf.jobs.attack import cache_for, selected_positions
+from advdf.jobs.common import (
     build_datamodule,
     build_loggers,
     job_identity,
     load_trained_detector,
     resolve_device,
 )
-from advdf.pipelines.tables import MISSING
+from advdf.metrics import detection_report
+from advdf.report.render import MISSING
+from advdf.store.cache import AdversarialCache
 from advdf.utils.io import atomic_write_text
 from advdf.utils.logging_setup import finish_wandb
 

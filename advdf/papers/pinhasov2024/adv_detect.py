@@ -24,11 +24,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from advdf.errors import CheckpointError, ConfigError
+from advdf.jobs.attack import balanced_positions
+from advdf.jobs.common import build_datamodule, fit_resumable, load_trained_detector, resolve_device
+from advdf.jobs.xai_data import FrameSet, XaiData
 from advdf.metrics import vid_accuracy
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.attack import balanced_positions
-from advdf.pipelines.common import build_datamodule, fit_resumable, load_trained_detector, resolve_device
-from advdf.pipelines.xai_data import FrameSet, XaiData
 from advdf.utils.io import atomic_write_json
 from advdf.xai.detect_resnet import ATTACKED, REAL
 

@@ -1,6 +1,6 @@
 """Seed 000's Table 2 as a grid: detectors x white-box attacks x defense columns, and its adaptive counterpart.
 
-    python -m advdf.pipelines.reproduce table2 --scale smoke      (make reproduce-table2)
+    python -m advdf.papers.reproduce table2 --scale smoke      (make reproduce-table2)
 
 Cost: one attack generation per (detector, attack, attacked model), never one per defense. Every non-adaptive
 column (NA, smoothing, JPEG, DAE, HGD, TD) reads the set generated against the bare detector, the AugMix column the
@@ -29,31 +29,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from advdf.defenses import AttackView, NoDefense
 from advdf.errors import ConfigError
+from advdf.jobs.attack import balanced_positions, cache_for, defense_target, run_attack
+from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
+from advdf.jobs.evaluate import evaluate_cached, evaluate_clean
+from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_trained, require_detectors
+from advdf.jobs.train import train_job
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.attack import balanced_positions, cache_for, defense_target, run_attack
-from advdf.pipelines.common import build_datamodule, load_trained_detector, resolve_device
-from advdf.pipelines.evaluate import evaluate_cached, evaluate_clean
-from advdf.pipelines.plan import (
-    AUGMENT,
-    CellStore,
-    compose_config,
-    detector_overrides,
-    ensure_trained,
-    log_wandb_tables,
-    require_detectors,
-)
-from advdf.pipelines.plots import grid_heatmap, table2_heatmaps
-from advdf.pipelines.tables import (
-    MISSING,
+from advdf.papers.jin2025.layout import (
     TABLE2_DEFENSES,
     TABLE2_HEADERS,
     cells_csv,
-    grid_latex,
     table2_cells,
+    table2_heatmaps,
     table2_latex,
     table2_markdown,
 )
-from advdf.pipelines.train import train_job
+from advdf.report.plots import grid_heatmap
+from advdf.report.render import MISSING, grid_latex
+from advdf.report.wandb import log_wandb_tables
+from advdf.store.cells import CellStore
 from advdf.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("advdf.reproduce")

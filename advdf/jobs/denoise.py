@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from advdf.attacks.checks import check_adversarial
 from advdf.errors import ConfigError
-from advdf.pipelines.attack import balanced_positions, cache_for, run_attack
-from advdf.pipelines.common import (
+from advdf.jobs.attack import balanced_positions, cache_for, run_attack
+from advdf.jobs.common import (
     build_datamodule,
     fit_resumable,
     load_trained_detector,

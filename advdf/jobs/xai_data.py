@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from advdf.attacks.checks import check_adversarial
+from advdf.jobs.attack import cache_for, run_attack
 from advdf.models.base import REAL
 from advdf.models.checkpoint import file_digest
-from advdf.pipelines.attack import cache_for, run_attack
-from advdf.pipelines.cache import AdversarialCache
+from advdf.store.cache import AdversarialCache
 from advdf.utils.io import digest
 from advdf.xai import base as xai_base
 from advdf.xai.base import Attribution

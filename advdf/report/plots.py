@@ -113,14 +113,11 @@ def grid_heatmap(rows: Sequence[str], cols: Sequence[str], matrix: np.ndarray, p
     return _save_png(fig, path)
 
 
-def table2_heatmaps(cells: Sequence[dict], path: str | Path, title: str) -> Path:
-    """Seed 000's Table 2 as two heatmaps side by side: our accuracies (0..1) and ours - paper (-1..1, centred
-    at 0). Rows with no value of ours are left out so a partly computed grid stays readable (all rows are kept
-    when none has a value). Written atomically as PNG."""
-    from advdf.pipelines.tables import table2_matrix
-
-    rows, cols, ours = table2_matrix(cells, "ours")
-    _, _, diff = table2_matrix(cells, "diff")
+def ours_and_diff_heatmaps(rows: Sequence[str], cols: Sequence[str], ours: np.ndarray, diff: np.ndarray,
+                           path: str | Path, title: str) -> Path:
+    """Two heatmaps side by side: our values (0..1) and ours - paper (-1..1, centred at 0). Rows with no value of
+    ours are left out so a partly computed grid stays readable (all rows are kept when none has a value). Written
+    atomically as PNG."""
     keep = ~np.all(np.isnan(ours), axis=1)
     if keep.any():
         rows = [r for r, k in zip(rows, keep, strict=True) if k]

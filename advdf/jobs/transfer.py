@@ -5,7 +5,7 @@ Seed 004 (Liao et al. 2021), Table 2: for a set crafted on a source detector and
 ratio ``ATR = ASR_target / ASR_source``, where ``ASR_source`` is the source's own (white-box) ASR on its set; a
 detector's ATR on its own set is therefore 1.
 
-Sets come from the adversarial-set caches :func:`advdf.pipelines.attack.run_attack` writes. Every adversarial
+Sets come from the adversarial-set caches :func:`advdf.jobs.attack.run_attack` writes. Every adversarial
 example is re-checked (finite, [0, 1], inside its budget) against the clean image freshly loaded from the
 source's data before any detector sees it. Targets are matched to the source's samples by index row, so
 detectors with different input sizes work: a target whose input side differs from the source's sees the
@@ -29,7 +29,7 @@ from torch import nn
 from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
 from advdf.errors import ConfigError, DataError
-from advdf.pipelines.cache import AdversarialCache
+from advdf.store.cache import AdversarialCache
 from advdf.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)

@@ -21,16 +21,16 @@ from advdf.attacks.base import Attack
 from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.data.dataset import FrameDataset, balanced_subset
 from advdf.defenses import AttackView
-from advdf.models.checkpoint import file_digest
-from advdf.pipelines.cache import AdversarialCache
-from advdf.pipelines.common import (
+from advdf.jobs.common import (
     build_datamodule,
     build_loggers,
     job_identity,
     load_trained_detector,
     resolve_device,
 )
-from advdf.pipelines.curves import SweepPoint, log_curve, parse_eps_sweep, sweep_attack_config, write_curve
+from advdf.jobs.curves import SweepPoint, log_curve, parse_eps_sweep, sweep_attack_config, write_curve
+from advdf.models.checkpoint import file_digest
+from advdf.store.cache import AdversarialCache
 from advdf.utils.io import digest
 from advdf.utils.logging_setup import finish_wandb
 
@@ -192,7 +192,7 @@ def run_attack(cfg: DictConfig, attack_cfg: DictConfig | None = None, datamodule
 
 def run_eps_sweep(cfg: DictConfig, points: list[SweepPoint]) -> dict:
     """Run ``cfg.attack`` once per eps of the sweep (each its own cached set: finished ones are only read back),
-    then write the robust-accuracy-vs-eps curve (see :mod:`advdf.pipelines.curves`)."""
+    then write the robust-accuracy-vs-eps curve (see :mod:`advdf.jobs.curves`)."""
     datamodule = build_datamodule(cfg)
     detector = load_trained_detector(cfg, resolve_device(cfg.device))
     summaries = []

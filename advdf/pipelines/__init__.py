@@ -1,1 +1,0 @@
-"""Runnable jobs built from configs: train, attack (cached), evaluate, and paper-table reproduction."""

@@ -1,0 +1,1 @@
+"""Every cache advdf keeps: adversarial sets (sharded), evaluated cells; atomic writes, keys and locks."""
