@@ -125,3 +125,40 @@ def test_mesonet_matches_meso4_size():
     with pytest.raises(ConfigError, match="divisible by 32"):
         create_detector("mesonet", input_size=100)
 
+
+
+def test_a_checkpoint_of_another_architecture_names_keys_and_shapes(tmp_path):
+    from advdf.errors import CheckpointError
+    from advdf.models import load_detector_weights, save_detector
+
+    small, other = create_detector("tiny_cnn", input_size=32), create_detector("mesonet", input_size=32)
+    path = save_detector(other, tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_detector_weights(small, path)
+    text = str(err.value)
+    assert "\n" not in text and "missing keys" in text and "unexpected keys" in text and str(path) in text
+    state = {k: v.clone() for k, v in small.state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point() and v.ndim > 1)
+    state[first] = state[first][:1]
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "shape.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"1 shape mismatches .*{first}"):
+        load_detector_weights(create_detector("tiny_cnn", input_size=32), tmp_path / "shape.safetensors")
+
+
+def test_non_finite_weights_are_refused_with_the_tensor_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from advdf.errors import CheckpointError
+    from advdf.models import load_detector_weights
+
+    model = create_detector("tiny_cnn", input_size=32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = float("nan")
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=rf"non-finite weights in 1 tensors \({first}\)"):
+        load_detector_weights(model, tmp_path / "nan.safetensors")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # nothing was loaded

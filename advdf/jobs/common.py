@@ -21,11 +21,20 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} requested but CUDA is not available")
-    return torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name} requested but only {torch.cuda.device_count()} CUDA devices exist")
+    return device
 
 
 def build_datamodule(cfg: DictConfig) -> FFPPDataModule:
@@ -44,7 +53,10 @@ def load_trained_detector(cfg: DictConfig, device: torch.device) -> Detector:
             f"(with the same data/model settings)"
         )
     detector = instantiate(cfg.model)
-    load_detector_weights(detector, path)
+    try:
+        load_detector_weights(detector, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"model={cfg.model.name}: {err}") from None
     return detector.to(device).eval()
 
 

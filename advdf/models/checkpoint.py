@@ -43,13 +43,46 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor], show: int = 3) -> str | None:
+    """What keeps ``state`` from loading strictly into ``model``, in one line (``None`` when it fits): the first
+    ``show`` missing keys, unexpected keys and shape mismatches, with their counts."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = [f"{len(items)} {label} ({', '.join(items[:show])}{', ...' if len(items) > show else ''})"
+             for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                  ("shape mismatches (checkpoint vs model)", shapes)) if items]
+    return "; ".join(parts) or None
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def load_detector_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the weights at ``path`` into ``model`` strictly.
+
+    A checkpoint of another architecture raises :class:`CheckpointError` naming the first missing and unexpected
+    keys and shape mismatches; weights holding NaN or inf are refused, since they give non-finite logits that
+    argmax would silently read as class 0.
+    """
     state = read_state_dict(path)
+    name = getattr(model, "name", None) or type(model).__name__
+    mismatch = state_mismatch(model, state)
+    if mismatch:
+        raise CheckpointError(f"checkpoint {path} does not fit {name}: {mismatch}")
+    bad = non_finite(state)
+    if bad:
+        raise CheckpointError(f"checkpoint {path} of {name} has non-finite weights in {len(bad)} tensors "
+                              f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {first}") from err
+        raise CheckpointError(f"checkpoint {path} does not fit {name}: {first}") from err
     return model
 
 
