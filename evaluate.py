@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 from advdf.jobs.evaluate import evaluate_job
 from advdf.utils.entry import exit_on_user_error, set_repo_root
+from advdf.utils.overrides import exit_on_bad_command_line
 
 set_repo_root()
 
@@ -16,4 +17,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    exit_on_bad_command_line("evaluate")  # one error: line for a wrong override, before Hydra starts
     main()
