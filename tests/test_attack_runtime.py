@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from advdf.attacks import create_attack
-from advdf.attacks.base import ActiveSamples
+from advdf.attacks.active import ActiveSamples
+from advdf.attacks.objectives import Context
 from advdf.errors import ConfigError
 
 EPS = 8 / 255
@@ -51,16 +52,37 @@ def test_early_stop_freezes_a_sample_at_the_point_it_was_fooled(tiny_model, imag
 def test_active_samples_bookkeeping():
     active = ActiveSamples(4, torch.device("cpu"), enabled=True)
     t = torch.arange(4.0)
-    assert active.take(t) is t
+    ctx = Context(goal=torch.tensor([0, 1, 0, 1]))
+    assert active.take(t) is t and active.take(ctx) is ctx
     logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
     keep = active.retire(logits, torch.tensor([True, False, False, True]))
     assert keep.tolist() == [False, True, True, False]
     assert active.index.tolist() == [1, 2]
+    assert active.take(ctx)["goal"].tolist() == [1, 0]  # the context compacts with the samples
     assert torch.equal(active.put(t.clone(), torch.tensor([10.0, 20.0])), torch.tensor([0.0, 10.0, 20.0, 3.0]))
-    final = active.final_logits(torch.zeros(4, 1), lambda z: torch.full((len(z), 2), 7.0))
+    seen = []
+
+    def evaluate(z, c):
+        seen.append(c["goal"].tolist())
+        return torch.full((len(z), 2), 7.0)
+
+    final = active.final(torch.zeros(4, 1), ctx, evaluate)
     assert torch.equal(final[[0, 3]], logits[[0, 3]]) and (final[[1, 2]] == 7).all()
+    assert seen == [[1, 0]]  # only the active samples are evaluated, with their own context rows
     disabled = ActiveSamples(2, torch.device("cpu"), enabled=False)
     assert disabled.retire(logits[:2], torch.tensor([True, True])) is None and disabled.full
+
+
+def test_active_samples_freeze_any_output_structure():
+    """Outputs are a tensor or a dict of tensors of any trailing shape (a segmenter's masks, say)."""
+    active = ActiveSamples(3, torch.device("cpu"), enabled=True)
+    out = {"mask": torch.arange(3 * 4.0).view(3, 1, 2, 2), "score": torch.tensor([1.0, 2.0, 3.0])}
+    active.retire(out, torch.tensor([False, True, False]))
+    final = active.final(torch.zeros(3, 1), Context(), lambda z, c: {"mask": torch.zeros(len(z), 1, 2, 2),
+                                                                     "score": -torch.ones(len(z))})
+    assert final["mask"].shape == (3, 1, 2, 2)
+    assert torch.equal(final["mask"][1], out["mask"][1]) and (final["mask"][[0, 2]] == 0).all()
+    assert final["score"].tolist() == [-1.0, 2.0, -1.0]
 
 
 @pytest.mark.parametrize("name", SIGN_GRADIENT)

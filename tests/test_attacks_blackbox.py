@@ -9,6 +9,7 @@ from torch import nn
 from advdf.attacks.checks import check_adversarial
 from advdf.attacks.losses import margin
 from advdf.attacks.nes import NES
+from advdf.attacks.objectives import Context
 from advdf.attacks.square import Square, p_selection
 from advdf.errors import ConfigError
 
@@ -122,7 +123,8 @@ def test_queries_are_counted_exactly_and_fooled_samples_stop(name, targeted, cen
     goal = torch.zeros_like(y) if targeted else y
     for i, (points, logits, single) in enumerate(wrapped.per_sample()):
         assert single[-1]  # every sample's last query evaluates an iterate
-        at_goal = attack.succeeded(logits[single], goal[i:i + 1].expand(int(single.sum())))
+        goals = Context(goal=goal[i:i + 1].expand(int(single.sum())))
+        at_goal = attack.objective.success(logits[single], goals)
         assert not at_goal[:-1].any()  # no iterate reached the goal before the last query: stopped right there
         if out.success[i]:  # its last query is the returned point, where it reached its goal
             assert at_goal[-1] and torch.equal(points[-1], out.x_adv[i])

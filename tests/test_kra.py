@@ -12,10 +12,12 @@ from hydra.utils import instantiate
 
 from advdf.attacks.bim import BIM
 from advdf.attacks.checks import check_adversarial, perturbation_norms
-from advdf.attacks.kra import KRA, key_region, perceptibility, threshold_schedule
+from advdf.attacks.kra import KRA, KeyRegion, key_region, perceptibility, threshold_schedule
+from advdf.attacks.objectives import Context, Objective
 from advdf.attacks.pgd import PGD
+from advdf.attacks.registry import ATTACKS
 from advdf.errors import ConfigError
-from advdf.pipelines.tables import KRA_TABLE1_METRICS, kra_table1_cells, kra_table1_markdown
+from advdf.papers.liao2021.layout import KRA_TABLE1_METRICS, kra_table1_cells, kra_table1_markdown
 from advdf.utils.entry import CONF_DIR
 
 EPS = 8 / 255
@@ -100,10 +102,11 @@ def test_lower_threshold_only_for_samples_not_fooled_at_the_higher_one(sharp_mod
     calls = []
 
     class SpyBIM(BIM):
-        def perturb(self, xs, ys):
-            x_adv, logits, n = super().perturb(xs, ys)
-            calls.append({"x": xs.clone(), "mask": kra.region.mask.clone(), "fooled": self.succeeded(logits, ys)})
-            return x_adv, logits, n
+        def perturb(self, xs, ctx):
+            found = super().perturb(xs, ctx)
+            calls.append({"x": xs.clone(), "mask": ctx[KeyRegion.MASK].clone(),
+                          "fooled": self.objective.success(found.output, ctx)})
+            return found
 
     kra = KRA(sharp_model, attack=functools.partial(SpyBIM, eps=eps, alpha=eps / 5, steps=5))
     out = kra.run(x, y)
@@ -192,28 +195,57 @@ def test_bad_options_are_config_errors(tiny_model, images):
     with pytest.raises(ConfigError, match="threshold_step"):
         KRA(tiny_model, threshold_step=0)
 
-    class MovedSubset(BIM):  # evaluates part of the batch after moving every pixel: no way to tell the samples
-        def perturb(self, xs, ys):
-            self.logits((xs[1:3] + 0.01).clamp(0, 1))
-            return super().perturb(xs, ys)
-
+    with pytest.raises(ConfigError, match="Classification objective"):
+        KRA(tiny_model, attack=functools.partial(PGD, objective=Region()))
     x, y = images
-    with pytest.raises(ConfigError, match="outside the key region changed"):
-        KRA(tiny_model, attack=functools.partial(MovedSubset, eps=EPS)).run(x, y)
+    inner = KRA(tiny_model, attack=bim()).inner
+    with pytest.raises(ConfigError, match="through KRA"):  # the masked objective needs KRA's context
+        inner.run(x, y)
 
 
-def test_rows_of_a_partial_batch_are_matched_to_their_samples(tiny_model, images):
+class Region(Objective):  # a non-classification objective: KRA cannot build its maps from it
+    def score(self, output, ctx):
+        return output.sum(1)
+
+    def success(self, output, ctx):
+        return output.sum(1) > 0
+
+
+def test_every_row_is_composed_with_its_own_sample(tiny_model, images):
+    """Sub-batches and stacked copies index the context, so any rows work, whichever pixels moved."""
     x, _ = images
-    kra = KRA(tiny_model)
+    objective = KRA(tiny_model).inner.objective
+    assert isinstance(objective, KeyRegion)
     mask = torch.zeros(6, 1, 32, 32)
     mask[:, :, 8:16, 8:16] = 1
-    mask[4] = 1  # a full mask matches any row: it must not capture the others
+    mask[4] = 1
     mask[5, :, :16] = 1
+    ctx = Context({KeyRegion.X: x, KeyRegion.MASK: mask})
     rows = torch.tensor([5, 0, 4, 2])
-    z = x[rows] + 0.05 * mask[rows] * torch.randn(4, 3, 32, 32)  # only masked pixels moved
-    with kra.region.bound(x, mask):
-        assert torch.equal(kra.region.match_rows(z), rows)
-        assert torch.equal(kra.region.compose(z), x[rows] + mask[rows] * (z - x[rows]))
+    z = (x[rows] + 0.05 * torch.randn(4, 3, 32, 32)).clamp(0, 1)  # every pixel moved
+    seen = objective.output(lambda t: t, z, ctx[rows])  # the identity "model" shows the composed image
+    assert torch.equal(seen, x[rows] + mask[rows] * (z - x[rows]))
+    copies = torch.cat([z, z])
+    assert torch.equal(objective.output(lambda t: t, copies, ctx[rows].repeat(2)), torch.cat([seen, seen]))
+
+
+@pytest.mark.parametrize("inner", ["square", "nes"])
+def test_black_box_inner_attacks_evaluate_sub_batches_on_their_own_masks(inner, sharp_model, images):
+    x, _ = images
+    y = sharp_model.eval()(x).argmax(1)  # every sample starts correctly classified: every one is queried
+    opts = {"square": {"n_queries": 20},
+            "nes": {"steps": 2, "restarts": 2, "n_samples": 3, "alpha": 0.01}}[inner]
+    kra = KRA(sharp_model, attack=functools.partial(ATTACKS.get(inner), eps=0.05, **opts))
+    torch.manual_seed(0)
+    out = kra.run(x, y)
+    check_adversarial(out.x_adv, x, 0.05, "linf")
+    assert torch.allclose(out.logits, sharp_model.eval()(out.x_adv), atol=1e-5)
+    assert (out.queries >= 1).all() and (out.grad_calls >= 1).all()  # the mask pass, then queries only
+    maps, _ = kra.layer_maps(x, y)
+    floor = torch.tensor(kra.thresholds[-1])
+    t_used = torch.where(kra.success_threshold.isnan(), floor, kra.success_threshold)
+    changed = (out.x_adv != x).any(1)
+    assert not (changed & ~(maps > t_used[:, None, None, None]).any(1)).any()
 
 
 def test_kra_deepfool_minimal_l2_on_the_key_region(sharp_model, images):
@@ -240,7 +272,8 @@ def test_kra_pgd_config_builds_the_paper_schedule(tiny_model):
         cfg = compose("attack", overrides=["attack=kra_pgd"])
     built = instantiate(cfg.attack)(model=tiny_model)
     assert isinstance(built, KRA) and isinstance(built.inner, PGD) and built.name == "kra_pgd"
-    assert built.inner.model is built.region and built.inner.steps == 20
+    assert built.inner.model is tiny_model and isinstance(built.inner.objective, KeyRegion)
+    assert built.inner.steps == 20
     assert built.thresholds == pytest.approx([0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
 
 

@@ -1,15 +1,17 @@
 """Attacks on [0, 1] images against detectors that normalize inside themselves."""
 
+from advdf.attacks.active import ActiveSamples
 from advdf.attacks.apgd import APGD
-from advdf.attacks.base import ActiveSamples, Attack, AttackOutput, IterativeAttack, eval_mode
+from advdf.attacks.base import Attack, AttackOutput, IterativeAttack, Perturbed, eval_mode
 from advdf.attacks.bim import BIM
 from advdf.attacks.cw import CW
 from advdf.attacks.deepfool import DeepFool
 from advdf.attacks.fgsm import FGSM
-from advdf.attacks.kra import KRA
-from advdf.attacks.losses import LOSSES, cross_entropy, margin
+from advdf.attacks.kra import KRA, KeyRegion
+from advdf.attacks.losses import LOSSES, cross_entropy, get_loss, margin
 from advdf.attacks.mifgsm import MIFGSM
 from advdf.attacks.nes import NES
+from advdf.attacks.objectives import Classification, Context, Objective
 from advdf.attacks.pgd import PGD
 from advdf.attacks.registry import create_attack, list_attacks, register_attack
 from advdf.attacks.sim import SIM
@@ -17,7 +19,8 @@ from advdf.attacks.square import Square
 from advdf.attacks.tifgsm import TIFGSM
 
 __all__ = [
-    "Attack", "AttackOutput", "ActiveSamples", "IterativeAttack", "eval_mode",
+    "Attack", "AttackOutput", "ActiveSamples", "IterativeAttack", "Perturbed", "eval_mode",
+    "Objective", "Classification", "Context", "KeyRegion",
     "APGD", "BIM", "CW", "DeepFool", "FGSM", "KRA", "MIFGSM", "NES", "PGD", "SIM", "Square", "TIFGSM",
-    "LOSSES", "cross_entropy", "margin", "create_attack", "list_attacks", "register_attack",
+    "LOSSES", "cross_entropy", "get_loss", "margin", "create_attack", "list_attacks", "register_attack",
 ]

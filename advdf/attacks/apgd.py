@@ -17,8 +17,8 @@ uses 5 restarts, Pinhasov et al. (seed 001) 100 iterations and 5 restarts at eps
 advdf's bookkeeping: ``steps`` iterations spend ``steps`` forward+backward passes per sample (the gradient at
 the start and at each iterate but the last) plus one forward of the last iterate, the same budget as PGD with
 ``steps`` steps. The returned point of a sample is its best point: an adversarial one whenever one was met
-(the highest objective among those), else the highest objective overall; its logits were computed there, so
-no extra forward is spent. The random start is uniform in the eps-ball (as advdf's PGD). After a halving the
+(the highest objective among those), else the highest objective overall; its output was computed there, so no
+extra forward is spent. The random start is uniform in the eps-ball (as advdf's PGD). After a halving the
 sample restarts at its best point with no momentum (the previous iterate is set to the best point too) and with
 the gradient stored at that point. Restarts after the first attack only the samples not fooled yet, from a new
 random start; ``grad_calls`` add up over restarts. ``early_stop`` freezes a sample at the first point that
@@ -32,8 +32,8 @@ Args:
     n_restarts: random restarts (paper: 1 for APGD-CE in AutoAttack, 5 in its "plus" version).
     rho: condition-1 threshold on the fraction of increasing steps (paper: 0.75).
     momentum: weight of the new step against the previous direction, alpha in the paper (paper: 0.75).
-    **kwargs: ``targeted``, ``target``, ``loss`` (``"ce"`` or ``"margin"``), ``batch_size``, ``precision``,
-        ``channels_last``, ``compile``, ``early_stop``.
+    **kwargs: ``targeted``, ``target``, ``loss`` (``"ce"`` or ``"margin"``) or an ``objective``,
+        ``batch_size``, ``precision``, ``channels_last``, ``compile``, ``early_stop``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import math
 import torch
 from torch import nn
 
-from advdf.attacks.base import Attack
+from advdf.attacks.base import Attack, Perturbed
+from advdf.attacks.objectives import Context, map_output, put_rows, take_rows
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -87,51 +88,48 @@ class APGD(Attack):
         # per restart of the last batch: (steps, n) step size used by each update, for inspection
         self.step_size_trace: list[torch.Tensor] = []
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         self.step_size_trace = []
-        x_out, logits_out, obj_out, adv_out, calls = self._run(x, y)
+        x_out, out_best, obj_out, adv_out, calls = self._run(x, ctx)
         for _ in range(1, self.n_restarts):
             todo = (~adv_out).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            xr, lgr, objr, advr, callsr = self._run(x[todo], y[todo])
+            xr, outr, objr, advr, callsr = self._run(x[todo], ctx[todo])
             calls[todo] += callsr
             better = (advr & ~adv_out[todo]) | ((advr == adv_out[todo]) & (objr > obj_out[todo]))
             sel = todo[better]
-            x_out[sel], logits_out[sel], obj_out[sel], adv_out[sel] = xr[better], lgr[better], objr[better], advr[better]
-        return x_out, logits_out, calls
+            x_out[sel], obj_out[sel], adv_out[sel] = xr[better], objr[better], advr[better]
+            put_rows(out_best, sel, take_rows(outr, better))
+        return Perturbed(x_out, out_best, calls)
 
-    def _evaluate(self, x_adv: torch.Tensor, goal: torch.Tensor, with_grad: bool):
-        """(logits, objective, gradient or None) at ``x_adv``; one forward(+backward) pass."""
+    def _evaluate(self, x_adv: torch.Tensor, ctx: Context, with_grad: bool):
+        """(output, objective, gradient or None) at ``x_adv``; one forward(+backward) pass."""
         if with_grad:
-            x_adv = x_adv.detach().requires_grad_(True)
-            logits = self.forward(x_adv)
-            obj = self.loss_fn(logits, goal, self.targeted)
-            (grad,) = torch.autograd.grad(obj.sum(), x_adv)
-            return logits.detach(), obj.detach(), grad
-        logits = self.logits(x_adv)
-        return logits, self.loss_fn(logits, goal, self.targeted), None
+            return self.score_and_grad(x_adv, ctx)
+        out = self.evaluate(x_adv, ctx)
+        return out, self.objective.score(out, ctx), None
 
-    def _run(self, x: torch.Tensor, goal: torch.Tensor):
+    def _run(self, x: torch.Tensor, ctx: Context):
         """One APGD run from a random start on the whole batch.
 
-        Returns the best point per sample with its logits, objective and adversarial flag, and the
+        Returns the best point per sample with its output, objective and adversarial flag, and the
         forward+backward passes spent per sample.
         """
         n = len(x)
         calls = torch.zeros(n, dtype=torch.long, device=x.device)
         trace = torch.full((self.steps, n), float("nan"), device=x.device)
         x0 = self.project(x + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
-        logits, f, grad = self._evaluate(x0, goal, with_grad=True)
+        out, f, grad = self._evaluate(x0, ctx, with_grad=True)
         calls += 1
-        adv = self.succeeded(logits, goal)
+        adv = self.objective.success(out, ctx)
         # what is returned: best adversarial point, else best objective (full batch, written as samples advance)
-        x_out, logits_out, obj_out, adv_out = x0.clone(), logits.clone(), f.clone(), adv.clone()
+        x_out, out_best, obj_out, adv_out = x0.clone(), map_output(torch.clone, out), f.clone(), adv.clone()
         idx = torch.arange(n, device=x.device)  # original rows of the samples still iterated
         eta = torch.full((n,), 2 * self.eps, device=x.device)
-        # the active samples' state, compacted when early_stop retires fooled ones
+        # the active samples' state (their context included), compacted when early_stop retires fooled ones
         s = {
-            "x": x, "goal": goal, "cur": x0, "prev": x0, "grad": grad, "f": f, "eta": eta,
+            "x": x, "ctx": ctx, "cur": x0, "prev": x0, "grad": grad, "f": f, "eta": eta,
             "best": x0.clone(), "best_grad": grad.clone(), "fmax": f.clone(),
             "fmax_check": f.clone(), "reduced": torch.zeros(n, dtype=torch.bool, device=x.device),
             "increases": torch.zeros(n, device=x.device),
@@ -153,14 +151,15 @@ class APGD(Attack):
                 step = self.momentum * (z - s["cur"]) + (1 - self.momentum) * (s["cur"] - s["prev"])
                 new = self.project(s["cur"] + step, s["x"])
             last = k == self.steps - 1  # the last iterate needs its objective only, not a gradient
-            logits, f, grad = self._evaluate(new, s["goal"], with_grad=not last)
+            out, f, grad = self._evaluate(new, s["ctx"], with_grad=not last)
             if not last:
                 calls[idx] += 1
-            adv = self.succeeded(logits, s["goal"])
+            adv = self.objective.success(out, s["ctx"])
             # the returned point: adversarial beats non-adversarial, then the higher objective
             better = (adv & ~adv_out[idx]) | ((adv == adv_out[idx]) & (f > obj_out[idx]))
             sel = idx[better]
-            x_out[sel], logits_out[sel], obj_out[sel], adv_out[sel] = new[better], logits[better], f[better], adv[better]
+            x_out[sel], obj_out[sel], adv_out[sel] = new[better], f[better], adv[better]
+            put_rows(out_best, sel, take_rows(out, better))
             if last:
                 break
             increased = f > s["f"]
@@ -186,4 +185,4 @@ class APGD(Attack):
                 s = {key: v[~adv] for key, v in s.items()}
                 idx = idx[~adv]
         self.step_size_trace.append(trace)
-        return x_out, logits_out, obj_out, adv_out, calls
+        return x_out, out_best, obj_out, adv_out, calls

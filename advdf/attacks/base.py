@@ -1,10 +1,14 @@
 """The shared base of advdf's attacks.
 
-It owns what every attack needs and none should re-implement: validating the budget, putting the model in
-eval mode and restoring every submodule's mode afterwards, never mutating the input, projection onto the
-eps-ball and the [0, 1] box, targeted mode (e.g. "toward real"), pluggable losses, batching, per-sample
-bookkeeping (gradient calls, queries, the optional early exit) and the runtime options of the model call
-(precision, channels_last, torch.compile).
+It owns the threat model and what every attack needs and none should re-implement: validating the budget,
+putting the model in eval mode and restoring every submodule's mode afterwards, never mutating the input,
+projection onto the eps-ball and the [0, 1] box, batching, per-sample bookkeeping (gradient calls, queries,
+the optional early exit) and the runtime options of the model call (precision, channels_last, torch.compile).
+
+What is optimized is the attack's :class:`~advdf.attacks.objectives.Objective` (by default a
+:class:`~advdf.attacks.objectives.Classification` built from ``loss``, ``targeted`` and ``target``): attacks
+evaluate, score and test points only through :meth:`Attack.evaluate`, :meth:`Attack.score_and_grad` and the
+objective, and carry each sample's :class:`~advdf.attacks.objectives.Context` along with its point.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from advdf.attacks.losses import get_loss
+from advdf.attacks.active import ActiveSamples
+from advdf.attacks.objectives import Classification, Context, Objective, Output, cat_outputs, map_output
 from advdf.errors import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -40,17 +45,40 @@ def parse_budget(value: float | int | str, what: str) -> float:
 
 
 @dataclass
+class Perturbed:
+    """What :meth:`Attack.perturb` found on one batch.
+
+    Attributes:
+        x_adv: the final points.
+        output: the objective's output at ``x_adv`` (computed where the point was reached, never recomputed).
+        grad_calls: forward+backward passes, an int (every sample) or a per-sample tensor.
+        queries: per-sample gradient-free model evaluations (black-box attacks), ``None`` for none.
+        clean: the output at the clean input when the attack computed it anyway, else ``None``.
+    """
+
+    x_adv: torch.Tensor
+    output: Output
+    grad_calls: int | torch.Tensor = 0
+    queries: torch.Tensor | None = None
+    clean: Output | None = None
+
+
+@dataclass
 class AttackOutput:
     """One attacked batch.
 
     Attributes:
         x_adv: adversarial images, same shape as the input, in [0, 1].
-        logits: the model's logits on ``x_adv`` (reused for success, never recomputed).
-        success: per sample, the attack reached its goal (target class, or any wrong class).
-        grad_calls: per sample, forward+backward passes spent on it (int64, shape (N,)).
+        logits: the model's logits on ``x_adv`` (reused for success, never recomputed). For an objective that
+            reports no ``"logits"``, its first reported tensor (e.g. a segmenter's masks).
+        success: per sample, the objective's goal was reached (classification: the target class, or any
+            wrong one).
+        grad_calls: per sample, forward+backward passes spent on it (int64, shape (N,), cpu).
         queries: per sample, gradient-free model evaluations spent on it (black-box attacks; zeros otherwise).
-        clean_logits: the logits of the clean input when the attack computed them anyway (a first gradient
-            step taken at ``x``), so callers need no extra forward pass; ``None`` otherwise.
+        clean_logits: like ``logits`` for the clean input when the attack computed them anyway (a first
+            gradient step taken at ``x``), so callers need no extra forward pass; ``None`` otherwise.
+        extras: the per-sample tensors the objective reports on ``x_adv`` (classification:
+            ``{"logits": ...}``).
     """
 
     x_adv: torch.Tensor
@@ -59,6 +87,16 @@ class AttackOutput:
     grad_calls: torch.Tensor
     queries: torch.Tensor
     clean_logits: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def main_output(report: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The tensor a result calls ``logits``: the reported ``"logits"``, else the first reported tensor."""
+    return report["logits"] if "logits" in report else next(iter(report.values()))
+
+
+def _detached(out: Output) -> Output:
+    return map_output(lambda t: t.detach().float() if t.is_floating_point() else t.detach(), out)
 
 
 @contextlib.contextmanager
@@ -73,77 +111,17 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
-class ActiveSamples:
-    """The samples of a batch an attack still works on.
-
-    Without the early exit every sample stays active and :meth:`take` returns tensors unchanged (no copies).
-    With it, :meth:`retire` freezes the samples that reached their goal, together with the logits of the point
-    they reached it at, so later steps spend no forward or backward pass on them.
-
-    Args:
-        n: batch size.
-        device: where index tensors live.
-        enabled: whether fooled samples are frozen (the attack's ``early_stop``).
-    """
-
-    def __init__(self, n: int, device: torch.device, enabled: bool) -> None:
-        self.n = n
-        self.enabled = enabled
-        self.index = torch.arange(n, device=device)
-        self.frozen_logits: torch.Tensor | None = None
-
-    @property
-    def full(self) -> bool:
-        return len(self.index) == self.n
-
-    @property
-    def empty(self) -> bool:
-        return len(self.index) == 0
-
-    def take(self, t: torch.Tensor) -> torch.Tensor:
-        """The active rows of a per-sample tensor."""
-        return t if self.full else t[self.index]
-
-    def put(self, dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        """Write the active rows ``src`` into ``dst``; returns the updated tensor."""
-        if self.full:
-            return src
-        dst[self.index] = src
-        return dst
-
-    def retire(self, logits: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor | None:
-        """Freeze the active samples marked ``fooled`` (their current point is final).
-
-        Returns the keep-mask over the previously active rows, or ``None`` when nothing was retired.
-        """
-        if not self.enabled or not bool(fooled.any()):
-            return None
-        if self.frozen_logits is None:
-            self.frozen_logits = logits.new_zeros(self.n, logits.shape[1])
-        self.frozen_logits[self.index[fooled]] = logits[fooled]
-        self.index = self.index[~fooled]
-        return ~fooled
-
-    def final_logits(self, x_adv: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Logits of the final points: frozen samples reuse theirs, active ones take one forward pass."""
-        if self.frozen_logits is None:
-            return forward(x_adv)
-        out = self.frozen_logits
-        if not self.empty:
-            out[self.index] = forward(x_adv[self.index])
-        return out
-
-
 class Attack(abc.ABC):
     """Base class: subclasses implement :meth:`perturb` on one batch.
 
     Args:
-        model: a detector taking [0, 1] input and returning logits (N, C).
+        model: a detector taking [0, 1] input (returning logits (N, C) for the default objective; any tensor
+            or dict of tensors, batch first, for another objective).
         eps: budget in the attack's norm (pixel scale, e.g. 16/255 for L-inf). Minimum-norm L2 attacks accept
             ``None`` (no cap).
-        targeted: attack toward ``target`` instead of away from the true label.
-        target: class index the targeted attack aims for (0 = "real").
-        loss: objective name, ``"ce"`` or ``"margin"`` (seed 001's margin toward "real").
+        targeted: attack toward ``target`` instead of away from the true label (default objective only).
+        target: class index the targeted attack aims for (0 = "real"; default objective only).
+        loss: ``"ce"`` or ``"margin"`` (seed 001's margin toward "real"; default objective only).
         batch_size: split inputs into chunks of this size (``None`` = one chunk).
         name: label used in results and cache keys (default: the class name, lower-case).
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast of the model call; the perturbation,
@@ -152,6 +130,9 @@ class Attack(abc.ABC):
         compile: call the model through ``torch.compile`` (compiled once per attack object).
         early_stop: freeze each sample once it is fooled (quick scans, minimum-norm use). Off by default: a paper
             table needs the full fixed-budget attack.
+        objective: what the attack maximizes; ``None`` builds ``Classification(loss, targeted, target)`` (ce,
+            untargeted, target 0 when unset). Given together with ``loss``, ``targeted`` or ``target`` it is a
+            config error: those belong to the objective then.
 
     Budgets (``eps``, ``alpha``) accept numbers or fraction strings such as ``"16/255"``.
     """
@@ -160,20 +141,24 @@ class Attack(abc.ABC):
     black_box = False  # black-box attacks never call backward and count queries instead of gradient calls
     eps_optional = False  # minimum-norm attacks may run without a cap
     deterministic = True  # same input, same output; False for attacks that draw random numbers (seed them)
+    # Part of every cached set's key: bump it in a subclass when a change alters what the attack computes (not for
+    # docstrings or refactors), so its old cached sets stop being reused.
+    cache_version = 1
 
     def __init__(
         self,
         model: nn.Module,
         eps: float | str | None = 8 / 255,
-        targeted: bool = False,
-        target: int = 0,
-        loss: str = "ce",
+        targeted: bool | None = None,
+        target: int | None = None,
+        loss: str | None = None,
         batch_size: int | None = None,
         name: str | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,  # noqa: A002 - the option's public name
         early_stop: bool = False,
+        objective: Objective | None = None,
     ) -> None:
         if eps is None and not self.eps_optional:
             raise ConfigError(f"{type(self).__name__} needs a budget eps")
@@ -187,12 +172,19 @@ class Attack(abc.ABC):
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown attack precision {precision!r}; choose one of {sorted(PRECISIONS)}")
+        if objective is None:
+            objective = Classification("ce" if loss is None else loss, bool(targeted),
+                                       0 if target is None else target)
+        elif loss is not None or targeted is not None or target is not None:
+            raise ConfigError(f"{type(self).__name__} got an objective and loss/targeted/target; set "
+                              "those on the objective instead")
         self.model = model
         self.eps = None if eps is None else float(eps)
-        self.targeted = targeted
-        self.target = target
-        self.loss_name = loss
-        self.loss_fn = get_loss(loss)
+        self.objective = objective
+        # the objective's classification settings, for callers and labels (other objectives: none)
+        self.targeted = bool(getattr(objective, "targeted", False))
+        self.target = getattr(objective, "target", None)
+        self.loss_name = getattr(objective, "loss_name", type(objective).__name__.lower())
         self.batch_size = batch_size
         self.name = name or type(self).__name__.lower()
         self.precision = precision
@@ -200,52 +192,62 @@ class Attack(abc.ABC):
         self.compile = compile
         self.early_stop = early_stop
         self._compiled: nn.Module | None = None
-        self._clean_logits: torch.Tensor | None = None  # set by perturb() when it evaluates the clean input
-        self._queries: torch.Tensor | None = None  # set by black-box perturb(): per-sample model evaluations
 
     def __repr__(self) -> str:
         eps = "None" if self.eps is None else f"{self.eps:.5f}"
         return f"{type(self).__name__}(eps={eps}, norm={self.norm}, loss={self.loss_name}, targeted={self.targeted})"
 
-    @abc.abstractmethod
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int | torch.Tensor]:
-        """Attack one batch; ``y`` is the goal label. Returns (x_adv, logits on x_adv, gradient calls).
+    def require_classification(self) -> None:
+        """Refuse an objective other than :class:`Classification` (attacks defined on logit margins)."""
+        if not isinstance(self.objective, Classification):
+            raise ConfigError(f"{type(self).__name__} works on classification logits; it needs a "
+                              f"Classification objective, got {self.objective!r}")
 
-        Gradient calls are an int (the same for every sample) or a per-sample tensor. An attack that evaluates
-        the clean input anyway may store those logits in ``self._clean_logits``; a black-box attack stores its
-        per-sample query counts in ``self._queries``.
-        """
+    @abc.abstractmethod
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
+        """Attack one batch ``x`` whose samples have the context ``ctx`` (bound by the objective)."""
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run(x, y).x_adv
 
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> AttackOutput:
-        """Attack ``x`` with true labels ``y``; the model's mode and ``x`` are left untouched."""
+    def run(self, x: torch.Tensor, y: torch.Tensor, context: Context | None = None) -> AttackOutput:
+        """Attack ``x`` with per-sample targets ``y`` (true labels for classification).
+
+        ``context`` adds per-sample fields to the one the objective binds (KRA passes its masks this way). The
+        model's mode and ``x`` are left untouched.
+        """
         if x.ndim != 4 or x.shape[0] != y.shape[0]:
-            raise ConfigError(f"expected images (N, C, H, W) and labels (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ConfigError(f"expected images (N, C, H, W) and labels (N, ...), got {tuple(x.shape)} and "
+                              f"{tuple(y.shape)}")
         if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
             raise ConfigError("attack input must be finite images in [0, 1] (normalization belongs inside the model)")
-        goal = torch.full_like(y, self.target) if self.targeted else y
+        ctx = self.objective.bind(x, y)
+        if context is not None:
+            ctx = ctx.update(context)
         chunk = self.batch_size or x.shape[0]
-        x_advs, logits, calls, queries, cleans = [], [], [], [], []
+        parts: list[tuple[int, Perturbed]] = []
         with eval_mode(self.model), self._memory_format():
-            for xs, gs in zip(x.split(chunk), goal.split(chunk), strict=True):
-                self._clean_logits, self._queries = None, None
-                x_adv, lg, n_calls = self.perturb(xs.detach().clone(), gs)
-                x_advs.append(x_adv.detach())
-                logits.append(lg.detach().float())
-                calls.append(torch.as_tensor(n_calls, dtype=torch.long).expand(len(xs)).cpu())
-                queries.append(torch.zeros(len(xs), dtype=torch.long) if self._queries is None
-                               else self._queries.detach().long().cpu())
-                cleans.append(self._clean_logits)
-        logits_all = torch.cat(logits)
-        clean = torch.cat(cleans) if all(c is not None for c in cleans) else None
-        return AttackOutput(torch.cat(x_advs), logits_all, self.succeeded(logits_all, goal), torch.cat(calls),
-                            torch.cat(queries), clean)
-
-    def succeeded(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        pred = logits.argmax(1)
-        return pred == goal if self.targeted else pred != goal
+            for start in range(0, x.shape[0], chunk):
+                rows = slice(start, start + chunk)
+                xs = x[rows]
+                parts.append((len(xs), self.perturb(xs.detach().clone(), ctx[rows])))
+        output = cat_outputs([_detached(p.output) for _, p in parts])
+        extras = self.objective.report(output)
+        clean = None
+        if all(p.clean is not None for _, p in parts):
+            clean = main_output(self.objective.report(cat_outputs([_detached(p.clean) for _, p in parts])))
+        calls = [torch.as_tensor(p.grad_calls, dtype=torch.long).expand(n).cpu() for n, p in parts]
+        queries = [torch.zeros(n, dtype=torch.long) if p.queries is None else p.queries.detach().long().cpu()
+                   for n, p in parts]
+        return AttackOutput(
+            x_adv=torch.cat([p.x_adv.detach() for _, p in parts]),
+            logits=main_output(extras),
+            success=self.objective.success(output, ctx),
+            grad_calls=torch.cat(calls),
+            queries=torch.cat(queries),
+            clean_logits=clean,
+            extras=extras,
+        )
 
     # --- the model call -----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -259,8 +261,8 @@ class Attack(abc.ABC):
         finally:
             self.model.to(memory_format=torch.contiguous_format)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's float32 logits on ``x`` under the attack's precision, memory format and compilation."""
+    def forward(self, x: torch.Tensor) -> Output:
+        """The model's float32 output on ``x`` under the attack's precision, memory format and compilation."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         model = self.model
@@ -270,20 +272,26 @@ class Attack(abc.ABC):
             model = self._compiled
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return model(x).float()
-
-    # --- helpers for subclasses -------------------------------------------------------------------------
-    def objective_and_grad(self, x_adv: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward+backward: (logits, d objective / d x_adv). The logits are those of ``x_adv``."""
-        x_adv = x_adv.detach().requires_grad_(True)
-        logits = self.forward(x_adv)
-        objective = self.loss_fn(logits, goal, self.targeted).sum()
-        (grad,) = torch.autograd.grad(objective, x_adv)
-        return logits.detach(), grad
+            return map_output(lambda t: t.float(), model(x))
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> Output:
+        """The model's output on ``x`` (logits for a detector), without the objective and without autograd."""
         return self.forward(x)
+
+    # --- helpers for subclasses -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, z: torch.Tensor, ctx: Context) -> Output:
+        """The objective's output at points ``z`` of the samples in ``ctx``: one forward, no autograd."""
+        return self.objective.output(self.forward, z, ctx)
+
+    def score_and_grad(self, z: torch.Tensor, ctx: Context) -> tuple[Output, torch.Tensor, torch.Tensor]:
+        """One forward+backward at ``z``: (output, per-sample score, d score / d z), all detached."""
+        z = z.detach().requires_grad_(True)
+        output = self.objective.output(self.forward, z, ctx)
+        score = self.objective.score(output, ctx)
+        (grad,) = torch.autograd.grad(score.sum(), z)
+        return map_output(torch.Tensor.detach, output), score.detach(), grad
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Onto the L-inf eps-ball around ``x`` intersected with [0, 1]."""
@@ -311,23 +319,24 @@ class IterativeAttack(Attack):
         self.steps = int(steps)
         self.random_start = random_start
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         x_adv = x.clone()
         if self.random_start:
             x_adv = self.project(x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
         active = ActiveSamples(len(x), x.device, self.early_stop)
         calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        clean = None
         for step in range(self.steps):
-            xa, xc, ya = active.take(x_adv), active.take(x), active.take(y)
-            logits, grad = self.objective_and_grad(xa, ya)
+            xa, xc, ca = active.take(x_adv), active.take(x), active.take(ctx)
+            out, _, grad = self.score_and_grad(xa, ca)
             calls[active.index] += 1
             if step == 0 and not self.random_start:
-                self._clean_logits = logits  # the first step is taken at x: these are the clean logits
-            keep = active.retire(logits, self.succeeded(logits, ya))
+                clean = out  # the first step is taken at x: this is the clean output
+            keep = active.retire(out, self.objective.success(out, ca))
             if keep is not None:  # fooled samples stay where they are
                 xa, xc, grad = xa[keep], xc[keep], grad[keep]
                 if active.empty:
                     break
             x_adv = active.put(x_adv, self.project(xa + self.alpha * grad.sign(), xc))
-        # The logits of the last step belong to the previous iterate, so the final point needs one forward.
-        return x_adv, active.final_logits(x_adv, self.logits), calls
+        # The output of the last step belongs to the previous iterate, so the final point needs one forward.
+        return Perturbed(x_adv, active.final(x_adv, ctx, self.evaluate), calls, clean=clean)

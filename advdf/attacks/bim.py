@@ -8,7 +8,7 @@ Args:
     eps: budget (default 8/255).
     alpha: step size (default 1/255).
     steps: iterations (default 10).
-    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size``.
+    **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ Args:
     lr: Adam learning rate (paper: 0.01).
     abort_early: stop a sample's search step once its objective stalls (paper: True).
     **kwargs: ``targeted``, ``target``, ``batch_size``, ``precision``, ``channels_last``, ``compile``,
-        ``early_stop``. C&W has its own objective: ``loss`` is not an option.
+        ``early_stop``. C&W has its own loss: ``loss`` is not an option. It is defined on logit margins, so an
+        ``objective`` must be a :class:`~advdf.attacks.objectives.Classification` (anything else is a config
+        error); KRA's masked wrapper of one is fine.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import Attack
+from advdf.attacks.base import Attack, Perturbed
 from advdf.attacks.losses import margin
+from advdf.attacks.objectives import Context
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -81,7 +84,9 @@ class CW(Attack):
                  **kwargs) -> None:
         if "loss" in kwargs:
             raise ConfigError("CW has its own objective (||delta||^2 + c * margin); loss is not an option")
-        super().__init__(model, eps, loss="margin", **kwargs)
+        own_loss = {"loss": "margin"} if kwargs.get("objective") is None else {}
+        super().__init__(model, eps, **own_loss, **kwargs)
+        self.require_classification()
         if c <= 0:
             raise ConfigError(f"c must be positive, got {c}")
         if kappa < 0:
@@ -99,22 +104,21 @@ class CW(Attack):
         self.lr = float(lr)
         self.abort_early = abort_early
 
-    def _fooled(self, logits: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        ok = self.succeeded(logits, goal)
+    def _fooled(self, logits: torch.Tensor, ctx: Context) -> torch.Tensor:
+        ok = self.objective.success(logits, ctx)
         if self.kappa > 0:
-            ok &= margin(logits, goal, self.targeted) >= self.kappa
+            ok &= margin(logits, ctx["goal"], self.targeted) >= self.kappa
         return ok
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n = len(x)
         dev = x.device
-        clean = self.logits(x)
-        self._clean_logits = clean
+        clean = self.evaluate(x, ctx)
         # never-fooled samples are returned unchanged, with these logits
         best_x, best_logits = x.clone(), clean.clone()
         best_l2 = torch.full((n,), float("inf"), device=dev)
         # a sample the model already gets "wrong" has its minimum-norm answer at x itself (L2 = 0)
-        todo = ~self._fooled(clean, y)
+        todo = ~self._fooled(clean, ctx)
         best_l2[~todo] = 0.0
         calls = torch.zeros(n, dtype=torch.long, device=dev)
         c = torch.full((n,), self.c, device=dev)
@@ -131,7 +135,7 @@ class CW(Attack):
             cs = c[rows]
             # the state of the samples still optimized (compacted when some abort); `act` maps them to `rows`
             act = rows
-            xs, gs, ca = x[rows], y[rows], cs
+            xs, cc, ca = x[rows], ctx[rows], cs
             w = w0[rows]
             m, v = torch.zeros_like(w), torch.zeros_like(w)
             prev = torch.full((len(rows),), float("inf"), device=dev)
@@ -139,15 +143,15 @@ class CW(Attack):
             for it in range(1, self.steps + 1):
                 wa = w.requires_grad_(True)
                 xa = (torch.tanh(wa) + 1) / 2
-                logits = self.forward(xa)
+                logits = self.objective.output(self.forward, xa, cc)
                 l2sq = (xa - xs).flatten(1).pow(2).sum(1)
-                obj = l2sq - ca * margin(logits, gs, self.targeted, kappa=self.kappa)
+                obj = l2sq - ca * margin(logits, cc["goal"], self.targeted, kappa=self.kappa)
                 (grad,) = torch.autograd.grad(obj.sum(), wa)
                 calls[act] += 1
                 with torch.no_grad():
                     w = w.detach()
                     obj, l2 = obj.detach(), l2sq.detach().sqrt()
-                    ok = self._fooled(logits, gs)
+                    ok = self._fooled(logits, cc)
                     found[pos] |= ok
                     better = ok & (l2 < best_l2[act])
                     sel = act[better]
@@ -162,7 +166,7 @@ class CW(Attack):
                         if not bool(keep.all()):
                             if not bool(keep.any()):
                                 break
-                            act, pos, xs, gs, ca = act[keep], pos[keep], xs[keep], gs[keep], ca[keep]
+                            act, pos, xs, cc, ca = act[keep], pos[keep], xs[keep], cc[keep], ca[keep]
                             w, m, v, prev = w[keep], m[keep], v[keep], prev[keep]
             # the binary search over c, per sample
             his, los = hi[rows], lo[rows]
@@ -174,5 +178,5 @@ class CW(Attack):
         if self.eps is not None:
             best_x, moved = project_l2(best_x, x, self.eps)
             if bool(moved.any()):
-                best_logits[moved] = self.logits(best_x[moved])
-        return best_x, best_logits, calls
+                best_logits[moved] = self.evaluate(best_x[moved], ctx[moved])
+        return Perturbed(best_x, best_logits, calls, clean=clean)

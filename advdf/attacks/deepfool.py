@@ -29,7 +29,9 @@ Args:
     steps: maximum iterations (paper: 50).
     overshoot: relative overshoot of the accumulated step (paper: 0.02).
     **kwargs: ``targeted``, ``target``, ``batch_size``, ``precision``, ``channels_last``, ``compile``.
-        DeepFool has no loss: ``loss`` is not an option.
+        DeepFool has no loss: ``loss`` is not an option. It steps on logits, so an ``objective`` must be a
+        :class:`~advdf.attacks.objectives.Classification` (anything else is a config error); KRA's masked
+        wrapper of one is fine: each iteration evaluates the unfooled samples with their own context rows.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import Attack
+from advdf.attacks.base import Attack, Perturbed
 from advdf.attacks.cw import project_l2
+from advdf.attacks.objectives import Context
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -54,7 +57,9 @@ class DeepFool(Attack):
                  **kwargs) -> None:
         if "loss" in kwargs:
             raise ConfigError("DeepFool steps to the linearized boundary of the logits; loss is not an option")
-        super().__init__(model, eps, loss="margin", **kwargs)
+        own_loss = {"loss": "margin"} if kwargs.get("objective") is None else {}
+        super().__init__(model, eps, **own_loss, **kwargs)
+        self.require_classification()
         if steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if overshoot < 0:
@@ -88,36 +93,36 @@ class DeepFool(Attack):
         f_l, sq_l, w_l = f[rows, best], sq[rows, best], w[rows, best]
         return ((f_l.abs() + 1e-4) / sq_l)[:, None].mul(w_l).view_as(xa[keep])
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n = len(x)
         calls = torch.zeros(n, dtype=torch.long, device=x.device)
         r_tot = torch.zeros_like(x)
         x_adv = x.clone()
-        logits_out = torch.empty(0)
+        logits_out, clean = torch.empty(0), None
         idx = torch.arange(n, device=x.device)  # samples not fooled yet
         for it in range(self.steps + 1):
-            xa, ga = x_adv[idx], y[idx]
+            xa, ca = x_adv[idx], ctx[idx]
             if it == self.steps:  # out of iterations: the last points still need their logits
-                logits_out[idx] = self.logits(xa)
+                logits_out[idx] = self.evaluate(xa, ca)
                 break
             xa.requires_grad_(True)
-            logits = self.forward(xa)
+            logits = self.objective.output(self.forward, xa, ca)
             if it == 0:
                 n_cls = logits.shape[1]
                 if self.targeted and n_cls > 2:
                     raise ConfigError(f"DeepFool targeted=True needs a model with 2 logits, this one has {n_cls}; "
                                       "DeepFool is untargeted")
-                self._clean_logits = logits.detach()
+                clean = logits.detach()
                 logits_out = logits.detach().clone()
             else:
                 logits_out[idx] = logits.detach()
-            keep = ~self.succeeded(logits.detach(), ga)
+            keep = ~self.objective.success(logits.detach(), ca)
             if not bool(keep.any()):
                 break
             if n_cls == 2:
-                r, cost = self._step_binary(xa, logits, ga, keep), 1
+                r, cost = self._step_binary(xa, logits, ca["goal"], keep), 1
             else:
-                r, cost = self._step_multiclass(xa, logits, ga, keep), n_cls
+                r, cost = self._step_multiclass(xa, logits, ca["goal"], keep), n_cls
             idx = idx[keep]
             calls[idx] += cost
             r_tot[idx] += r
@@ -125,5 +130,5 @@ class DeepFool(Attack):
         if self.eps is not None:
             x_adv, moved = project_l2(x_adv, x, self.eps)
             if bool(moved.any()):
-                logits_out[moved] = self.logits(x_adv[moved])
-        return x_adv, logits_out, calls
+                logits_out[moved] = self.evaluate(x_adv[moved], ctx[moved])
+        return Perturbed(x_adv, logits_out, calls, clean=clean)

@@ -5,7 +5,8 @@ Norm: L-inf. One step of size eps along the sign of the loss gradient.
 Args:
     model: detector on [0, 1] input.
     eps: budget (paper default 8/255 in advdf's configs; seed 000 uses up to 16/255).
-    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size`` (see :class:`advdf.attacks.base.Attack`).
+    **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options (see
+        :class:`advdf.attacks.base.Attack`).
 """
 
 from __future__ import annotations

@@ -10,30 +10,30 @@ class the attack moves away from: the true class (untargeted), or minus the logi
 the same map as the other class's logit for a two-logit detector). All layers' gradients come from one
 forward and one backward pass.
 
-KRA (Alg. 2): the inner attack runs on the masked pixels only; for the samples it has not fooled, the threshold
-drops by ``threshold_step`` down to ``threshold_floor`` (the key region grows) and the inner attack runs again.
-advdf attacks the detector through ``g(z) = model(x + M * (z - x))`` and maps the result back with
-``x_adv = x + M * (z_adv - x)``, so any inner attack works unchanged and ``x_adv`` stays in [0, 1], inside the
-inner attack's ball, with unmasked pixels untouched. Two choices where Alg. 2 is silent or would leave the ball:
-each round restarts the inner attack from ``x`` with the larger mask (Alg. 2 adds the new masked perturbation to
-the previous one, which can exceed the budget; the masks are nested, so the larger mask's search space contains
-the smaller one's); and a sample still unfooled after the round at the floor keeps that round's result (Alg. 2
-would repeat the floor forever). A sample the detector already gets wrong (or already assigns to the target)
-is left unperturbed.
+KRA (Alg. 2): the inner attack runs on the masked pixels only; for the samples it has not fooled, the
+threshold drops by ``threshold_step`` down to ``threshold_floor`` (the key region grows) and the inner attack
+runs again. advdf attacks the detector through ``g(z) = model(x + M * (z - x))`` (the inner attack's objective
+wrapped in :class:`KeyRegion`) and maps the result back with ``x_adv = x + M * (z_adv - x)``, so any inner
+attack works unchanged and ``x_adv`` stays in [0, 1], inside the inner attack's ball, with unmasked pixels
+untouched. Two choices where Alg. 2 is silent or would leave the ball: each round restarts the inner attack
+from ``x`` with the larger mask (Alg. 2 adds the new masked perturbation to the previous one, which can exceed
+the budget; the masks are nested, so the larger mask's search space contains the smaller one's); and a sample
+still unfooled after the round at the floor keeps that round's result (Alg. 2 would repeat the floor forever).
+A sample the detector already gets wrong (or already assigns to the target) is left unperturbed.
 
 Norm, budget and determinism: those of the inner attack (L-inf for KRA-PGD, L2 for KRA-DeepFool).
 
-The inner attack runs without its own early exit and without batch splitting. It may call the model on the
-whole batch it is given, on whole-batch copies stacked with ``torch.cat`` (SIM), or on part of the batch
-provided it leaves pixels outside the key region untouched (DeepFool, which forwards only the samples not yet
-fooled: the rows are then matched to their samples by those untouched pixels, see ``MaskedInput.match_rows``).
+The inner attack runs without its own early exit and without batch splitting. Each sample's clean image and
+mask travel in the inner attack's context, which it indexes like its points, so it may evaluate any rows: the
+whole batch, stacked copies (SIM, NES), or the samples not fooled yet (DeepFool, Square).
 
 Args:
     model: detector on [0, 1] input.
     attack: builds the inner attack on a model: a callable ``attack(model=..., **options)`` (Hydra: a nested
         ``_partial_: true`` attack config), a registered attack name, or ``None`` for advdf's PGD with its
         defaults (conf/attack/kra_pgd.yaml holds the settings of the reproduction). The paper wraps PGD and
-        DeepFool.
+        DeepFool. It is built on ``model`` with a :class:`~advdf.attacks.objectives.Classification` objective
+        (the maps differentiate a class logit), which KRA then wraps in :class:`KeyRegion`.
     layers: names of ``nn.Conv2d`` modules of ``model`` (e.g. ``backbone.layer4.2.conv3``). ``None``: the last
         convolution to run at each output resolution, in execution order, i.e. shallow and deep layers as the
         paper prescribes (the paper names no layers). timm's ResNet-50: the stem ``conv1``, ``layer{2,3,4}.0.conv1``
@@ -42,10 +42,11 @@ Args:
     threshold: initial attack threshold t (paper: 0.8).
     threshold_step: reduction step of the threshold (paper: 0.1).
     threshold_floor: lowest threshold (paper: 0.1).
-    **kwargs: ``eps``, ``targeted``, ``target``, ``loss`` configure the inner attack (when given they override
-        its own); ``precision``, ``channels_last``, ``compile`` apply to every model call (mask and inner
-        attack); ``batch_size``, ``name`` apply to KRA. ``early_stop`` is accepted for the shared options:
-        KRA always stops a sample once fooled between rounds, and the inner attack runs its full budget.
+    **kwargs: ``eps``, ``targeted``, ``target``, ``loss``, ``objective`` configure the inner attack (when
+        given they override its own); ``precision``, ``channels_last``, ``compile`` apply to every model call
+        (mask and inner attack); ``batch_size``, ``name`` apply to KRA. ``early_stop`` is accepted for the
+        shared options: KRA always stops a sample once fooled between rounds, and the inner attack runs its
+        full budget.
 
 The model's convolutions see the mask pass without ``torch.compile`` (forward hooks need eager modules). A model
 that applies an in-place activation to a convolution's output (MesoNet's ``ReLU(inplace=True)``) yields the
@@ -54,84 +55,61 @@ gradient with respect to the rectified map.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advdf.attacks.base import PRECISIONS, Attack
+from advdf.attacks.base import PRECISIONS, Attack, Perturbed
+from advdf.attacks.objectives import Classification, Context, Objective, Output
 from advdf.attacks.registry import create_attack, register_attack
 from advdf.errors import ConfigError
 
-INNER_OPTIONS = ("eps", "targeted", "target", "loss")  # set on the inner attack
+INNER_OPTIONS = ("eps", "targeted", "target", "loss", "objective")  # set on the inner attack
 SHARED_OPTIONS = ("precision", "channels_last", "compile")  # set on both KRA and the inner attack
 
 
-class MaskedInput(nn.Module):
-    """``g(z) = model(x + mask * (z - x))`` for a bound clean batch ``x`` and key-region mask (N, 1, H, W)."""
+def region_image(x: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``x + mask * (z - x)``: the image seen for a point ``z``; only masked pixels come from ``z``."""
+    return x + mask * (z - x)
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.x: torch.Tensor | None = None
-        self.mask: torch.Tensor | None = None
-        self._match_terms: tuple[torch.Tensor, ...] | None = None
 
-    @contextlib.contextmanager
-    def bound(self, x: torch.Tensor, mask: torch.Tensor) -> Iterator[None]:
-        self.x, self.mask, self._match_terms = x, mask, None
-        try:
-            yield
-        finally:
-            self.x, self.mask, self._match_terms = None, None, None
+class KeyRegion(Objective):
+    """``inner`` evaluated on the key region: the model sees ``x + mask * (z - x)`` for the point ``z``.
 
-    def compose(self, z: torch.Tensor) -> torch.Tensor:
-        """The image the detector sees for the inner attack's point ``z``: only masked pixels come from ``z``."""
-        if self.x is None or self.mask is None:
-            raise RuntimeError("MaskedInput called outside KRA.perturb")
-        x, mask = self.x, self.mask
-        n = len(x)
-        if len(z) > n and len(z) % n == 0:
-            copies = len(z) // n  # whole-batch copies stacked with torch.cat (e.g. SIM's scale copies)
-            x, mask = x.repeat(copies, 1, 1, 1), mask.repeat(copies, 1, 1, 1)
-        elif len(z) != n:
-            rows = self.match_rows(z.detach())
-            x, mask = x[rows], mask[rows]
-        return x + mask * (z - x)
+    The clean image and the key-region mask (N, 1, H, W) of each sample travel in the context (fields
+    :attr:`X` and :attr:`MASK`, given by :meth:`KRA.perturb`), so every row an inner attack evaluates (a
+    sub-batch, stacked copies) is composed with its own sample's image and mask. Score, success and report are
+    ``inner``'s.
+    """
 
-    def match_rows(self, z: torch.Tensor) -> torch.Tensor:
-        """The bound samples the rows of ``z`` belong to, for an inner attack that evaluates part of its batch.
+    X = "kra_x"
+    MASK = "kra_mask"
 
-        Such an attack (DeepFool forwards only the samples it has not fooled yet) leaves pixels outside the key
-        region exactly at the clean image, so row ``i`` belongs to a sample ``j`` whose clean pixels outside its
-        mask equal ``z_i``'s. Among matching samples the one with the most unmasked pixels wins (a full mask
-        matches anything), then the one closest to ``z_i``; the choice is verified exactly.
-        """
-        x = self.x.detach()
-        keep = (self.mask == 0).expand_as(x)
-        if self._match_terms is None:  # the bound samples' side, once per round
-            xs, kd = x.flatten(1).double(), keep.flatten(1).double()
-            xk = xs * kd
-            self._match_terms = xs, kd, xk, (xk * xk).sum(1)
-        xs, kd, xk, x2_keep = self._match_terms
-        zs = z.flatten(1).double()
-        z2_keep = (zs * zs) @ kd.T  # (k, n): squared norm of z_i on sample j's unmasked pixels
-        off = z2_keep - 2 * zs @ xk.T + x2_keep  # sum over j's unmasked pixels of (z_i - x_j)^2
-        match = off <= 1e-12 * (z2_keep + x2_keep) + 1e-12  # float64 rounding; one 1/255 step is far above
-        unmasked = torch.where(match, kd.sum(1), -1.0)
-        best = match & (unmasked == unmasked.amax(1, keepdim=True))
-        rows = torch.cdist(zs, xs).masked_fill(~best, float("inf")).argmin(1)
-        moved = ((z != x[rows]) & keep[rows]).flatten(1).any(1) | ~match.any(1)
-        if bool(moved.any()):
-            raise ConfigError(f"KRA's inner attack evaluated {len(z)} of its {len(x)} samples with pixels outside "
-                              "the key region changed; an inner attack that evaluates part of its batch must leave "
-                              "them untouched (no random start), or call the model on whole batches")
-        return rows
+    def __init__(self, inner: Objective) -> None:
+        self.inner = inner
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model(self.compose(z))
+    def __repr__(self) -> str:
+        return f"KeyRegion({self.inner!r})"
+
+    def bind(self, x: torch.Tensor, y: torch.Tensor) -> Context:
+        return self.inner.bind(x, y)
+
+    def output(self, model_call: Callable[[torch.Tensor], Output], z: torch.Tensor, ctx: Context) -> Output:
+        if self.X not in ctx or self.MASK not in ctx:
+            raise ConfigError("a KeyRegion objective needs each sample's clean image and mask in its "
+                              "context; run the inner attack through KRA")
+        return self.inner.output(model_call, region_image(ctx[self.X], ctx[self.MASK], z), ctx)
+
+    def score(self, output: Output, ctx: Context) -> torch.Tensor:
+        return self.inner.score(output, ctx)
+
+    def success(self, output: Output, ctx: Context) -> torch.Tensor:
+        return self.inner.success(output, ctx)
+
+    def report(self, output: Output) -> dict[str, torch.Tensor]:
+        return self.inner.report(output)
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -182,18 +160,21 @@ class KRA(Attack):
             raise ConfigError(f"KRA threshold_step must be positive, got {threshold_step}")
         inner_kwargs = {k: kwargs.pop(k) for k in INNER_OPTIONS if k in kwargs}
         inner_kwargs.update({k: kwargs[k] for k in SHARED_OPTIONS if k in kwargs})
-        self.region = MaskedInput(model)
-        inner = _builder(attack)(model=self.region, **inner_kwargs, early_stop=False)
-        if not isinstance(inner, Attack) or inner.model is not self.region:
+        inner = _builder(attack)(model=model, **inner_kwargs, early_stop=False)
+        if not isinstance(inner, Attack) or inner.model is not model:
             raise ConfigError(f"KRA attack must build an advdf Attack on the model it is given, got {inner!r}")
-        inner.batch_size = None  # the wrapper's bound batch is the whole call; KRA's batch_size splits
+        objective = inner.objective
+        if not isinstance(objective, Classification):
+            raise ConfigError("KRA's key-region maps differentiate a class logit: it needs a Classification "
+                              f"objective, got {objective!r}")
+        inner.objective = KeyRegion(objective)  # the inner attack sees the detector through the key region
+        inner.batch_size = None  # KRA's batch_size splits
         self.inner = inner
         # The inner attack's norm, budget and determinism are KRA's (set before the base validates eps).
         self.norm = inner.norm
         self.eps_optional = inner.eps is None
         self.deterministic = inner.deterministic
-        super().__init__(model, eps=inner.eps, targeted=inner.targeted, target=inner.target, loss=inner.loss_name,
-                         **kwargs)
+        super().__init__(model, eps=inner.eps, objective=objective, **kwargs)
         self._convs = conv_layers(model)
         if isinstance(layers, str):
             layers = [layers]
@@ -267,38 +248,35 @@ class KRA(Attack):
         return torch.cat(maps, 1).detach(), logits.detach()
 
     # --- KRA ----------------------------------------------------------------------------------------------
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        maps, clean_logits = self.layer_maps(x, y)
-        self._clean_logits = clean_logits
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
+        goal = ctx["goal"]
+        maps, clean_logits = self.layer_maps(x, goal)
         n = len(x)
         calls = torch.ones(n, dtype=torch.long, device=x.device)  # the mask's forward+backward
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         x_adv, logits = x.clone(), clean_logits.clone()
         threshold = torch.full((n,), float("nan"))
-        todo = torch.nonzero(~self.succeeded(clean_logits, y)).squeeze(1)
+        todo = torch.nonzero(~self.objective.success(clean_logits, ctx)).squeeze(1)
         for t in self.thresholds:
             if len(todo) == 0:
                 break
-            xs, ys = x[todo], y[todo]
+            xs = x[todo]
             mask = key_region(maps[todo], t).to(x.dtype)
-            with self.region.bound(xs, mask):
-                out = self.inner.run(xs, ys)
+            out = self.inner.run(xs, goal[todo], context=Context({KeyRegion.X: xs, KeyRegion.MASK: mask}))
             x_adv[todo] = self.region_image(xs, mask, out.x_adv)
-            logits[todo] = out.logits.to(logits.dtype)  # the logits of g(z_adv), i.e. of x_adv
+            logits[todo] = out.logits.to(logits.dtype)  # the logits of the composed image, i.e. of x_adv
             calls[todo] += out.grad_calls.to(x.device)
             queries[todo] += out.queries.to(x.device)
             fooled = out.success.to(x.device)
             threshold[todo[fooled].cpu()] = t
             todo = todo[~fooled]
         self.success_threshold = threshold
-        if self.inner.black_box:
-            self._queries = queries
-        return x_adv, logits, calls
+        return Perturbed(x_adv, logits, calls, queries=queries, clean=clean_logits)
 
     @staticmethod
     def region_image(x: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``x + mask * (z - x)``: the same arithmetic as :meth:`MaskedInput.compose`, so logits carry over."""
-        return x + mask * (z - x)
+        """``x + mask * (z - x)``: the same arithmetic as :class:`KeyRegion`, so logits carry over."""
+        return region_image(x, mask, z)
 
 
 def _builder(attack: Callable[..., Attack] | str | None) -> Callable[..., Attack]:

@@ -17,7 +17,7 @@ Args:
     steps: iterations (default 10).
     decay: momentum factor mu (default 1.0).
     nesterov: take the gradient at the Nesterov look-ahead point (default False).
-    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size``.
+    **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import ActiveSamples, IterativeAttack, parse_budget
+from advdf.attacks.base import ActiveSamples, IterativeAttack, Perturbed, parse_budget
+from advdf.attacks.objectives import Context, Output
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -44,29 +45,30 @@ class MIFGSM(IterativeAttack):
         self.decay = float(decay)
         self.nesterov = nesterov
 
-    def _gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(logits of ``x_adv``, gradient of the objective at ``x_adv``, forward+backward passes spent)."""
-        logits, grad = self.objective_and_grad(x_adv, y)
-        return logits, grad, 1
+    def _gradient(self, x_adv: torch.Tensor, ctx: Context) -> tuple[Output, torch.Tensor, int]:
+        """(objective output at ``x_adv``, gradient of its score there, forward+backward passes spent)."""
+        out, _, grad = self.score_and_grad(x_adv, ctx)
+        return out, grad, 1
 
     def _smooth(self, grad: torch.Tensor) -> torch.Tensor:
         """Transform applied to the raw gradient before normalization (identity for MI-FGSM)."""
         return grad
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         x_adv = x.clone()
         g = torch.zeros_like(x)
         active = ActiveSamples(len(x), x.device, self.early_stop)
         calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        clean = None
         for step in range(self.steps):
-            xa, xc, ya, ga = active.take(x_adv), active.take(x), active.take(y), active.take(g)
+            xa, xc, ca, ga = active.take(x_adv), active.take(x), active.take(ctx), active.take(g)
             point = xa + self.alpha * self.decay * ga if self.nesterov else xa
-            logits, grad, n = self._gradient(point, ya)
+            out, grad, n = self._gradient(point, ca)
             calls[active.index] += n
             if step == 0:
-                self._clean_logits = logits  # g = 0 and x_adv = x here, so the point is the clean input
-            # Nesterov's logits belong to the look-ahead point, not to x_adv: no early exit on them.
-            keep = None if self.nesterov else active.retire(logits, self.succeeded(logits, ya))
+                clean = out  # g = 0 and x_adv = x here, so the point is the clean input
+            # Nesterov's output belongs to the look-ahead point, not to x_adv: no early exit on it.
+            keep = None if self.nesterov else active.retire(out, self.objective.success(out, ca))
             if keep is not None:  # fooled samples stay where they are
                 xa, xc, ga, grad = xa[keep], xc[keep], ga[keep], grad[keep]
                 if active.empty:
@@ -77,5 +79,5 @@ class MIFGSM(IterativeAttack):
             ga = self.decay * ga + grad / l1
             g = active.put(g, ga)
             x_adv = active.put(x_adv, self.project(xa + self.alpha * ga.sign(), xc))
-        # The logits of the last step belong to the previous iterate, so the final point needs one forward.
-        return x_adv, active.final_logits(x_adv, self.logits), calls
+        # The output of the last step belongs to the previous iterate, so the final point needs one forward.
+        return Perturbed(x_adv, active.final(x_adv, ctx, self.evaluate), calls, clean=clean)

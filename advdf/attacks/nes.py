@@ -19,7 +19,7 @@ advdf's loop, vectorized over the batch:
   query on the new iterate to check success, so an iteration costs exactly ``2 * n_samples + 1`` queries;
 * a sample stops being queried as soon as an iterate reaches its goal (intrinsic, as in the paper's query
   counts; ``early_stop`` changes nothing). Unfooled samples return the iterate with the highest objective seen
-  over all runs. Every returned point was queried, so its logits need no extra forward.
+  over all runs. Every returned point was queried, so its output needs no extra forward.
 
 At most ``1 + restarts * steps * (2 * n_samples + 1) + (restarts - 1)`` queries per sample. The model is only
 called through :meth:`Attack.forward` under ``torch.no_grad()``: no gradient is ever computed (``grad_calls``
@@ -35,7 +35,8 @@ Args:
     sigma: search standard deviation on the [0, 1] scale (default 0.001, the paper's).
     query_batch: at most this many perturbed copies per forward (``None`` = all in one forward).
     **kwargs: ``targeted``, ``target``, ``loss`` (the paper's objective is the cross-entropy; seed 001 uses the
-        margin toward "real": ``targeted=True target=0 loss=margin``), ``batch_size``, runtime options.
+        margin toward "real": ``targeted=True target=0 loss=margin``) or an ``objective``, ``batch_size``,
+        runtime options.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import Attack, parse_budget
+from advdf.attacks.base import Attack, Perturbed, parse_budget
+from advdf.attacks.objectives import Context, Output, cat_outputs, map_output, put_rows, take_rows
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -77,40 +79,43 @@ class NES(Attack):
         self.sigma = float(sigma)
         self.query_batch = query_batch
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a stack of points, at most ``query_batch`` rows per forward."""
-        if self.query_batch is None or len(x) <= self.query_batch:
-            return self.forward(x)
-        return torch.cat([self.forward(chunk) for chunk in x.split(self.query_batch)])
+    def _query(self, x: torch.Tensor, ctx: Context) -> Output:
+        """The objective's output at stacked points and contexts, at most ``query_batch`` rows a forward."""
+        qb = self.query_batch
+        if qb is None or len(x) <= qb:
+            return self.objective.output(self.forward, x, ctx)
+        return cat_outputs([self.objective.output(self.forward, x[i:i + qb], ctx[i:i + qb])
+                            for i in range(0, len(x), qb)])
 
-    def _estimate(self, x_adv: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def _estimate(self, x_adv: torch.Tensor, ctx: Context) -> torch.Tensor:
         """NES estimate of the objective's gradient at each row of ``x_adv`` (2 * n_samples queries per row)."""
         k, a = self.n_samples, len(x_adv)
         u = torch.randn((k, *x_adv.shape), device=x_adv.device, dtype=x_adv.dtype)
         points = torch.cat([x_adv + self.sigma * u, x_adv - self.sigma * u]).clamp_(0.0, 1.0)  # (2, k, a) order
-        logits = self._query(points.flatten(0, 1))
-        objective = self.loss_fn(logits, goal.repeat(2 * k), self.targeted).view(2, k, a)
+        copies = ctx.repeat(2 * k)  # copy-major, like the points: each copy keeps its sample's context
+        objective = self.objective.score(self._query(points.flatten(0, 1), copies), copies).view(2, k, a)
         weights = (objective[0] - objective[1]) / (2 * k * self.sigma)
         return (weights.view(k, a, 1, 1, 1) * u).sum(0)
 
     @torch.no_grad()
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n = len(x)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
-        logits = self.forward(x)
+        clean = self.objective.output(self.forward, x, ctx)
         queries += 1
-        self._clean_logits = logits
-        best_x, best_logits = x.clone(), logits.clone()
-        best_obj = self.loss_fn(logits, y, self.targeted)
-        done = self.succeeded(logits, y)
+        best_x, best_out = x.clone(), map_output(torch.clone, clean)
+        best_obj = self.objective.score(clean, ctx)
+        done = self.objective.success(clean, ctx)
 
-        def record(idx: torch.Tensor, xa: torch.Tensor, lg: torch.Tensor) -> torch.Tensor:
-            """Keep each row's best point (a fooled point always wins); returns the fooled mask."""
-            obj = self.loss_fn(lg, y[idx], self.targeted)
-            fooled = self.succeeded(lg, y[idx])
+        def record(idx: torch.Tensor, xa: torch.Tensor, cc: Context) -> torch.Tensor:
+            """Query ``xa`` and keep each row's best point (a fooled one wins); returns the fooled mask."""
+            out = self.objective.output(self.forward, xa, cc)
+            obj = self.objective.score(out, cc)
+            fooled = self.objective.success(out, cc)
             better = (obj > best_obj[idx]) | fooled
             rows = idx[better]
-            best_x[rows], best_logits[rows], best_obj[rows] = xa[better], lg[better], obj[better]
+            best_x[rows], best_obj[rows] = xa[better], obj[better]
+            put_rows(best_out, rows, take_rows(out, better))
             done[idx[fooled]] = True
             return fooled
 
@@ -118,21 +123,20 @@ class NES(Attack):
             idx = (~done).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            xc, goal = x[idx], y[idx]
+            xc, cc = x[idx], ctx[idx]
             if run == 0:
                 xa = xc.clone()  # the clean query already evaluated this start
             else:
                 xa = self.project(xc + torch.empty_like(xc).uniform_(-self.eps, self.eps), xc)
                 queries[idx] += 1
-                keep = ~record(idx, xa, self.forward(xa))
-                idx, xa, xc, goal = idx[keep], xa[keep], xc[keep], goal[keep]
+                keep = ~record(idx, xa, cc)
+                idx, xa, xc, cc = idx[keep], xa[keep], xc[keep], cc[keep]
             for _ in range(self.steps):
                 if idx.numel() == 0:
                     break
-                grad = self._estimate(xa, goal)
+                grad = self._estimate(xa, cc)
                 xa = self.project(xa + self.alpha * grad.sign(), xc)
                 queries[idx] += 2 * self.n_samples + 1
-                keep = ~record(idx, xa, self.forward(xa))
-                idx, xa, xc, goal = idx[keep], xa[keep], xc[keep], goal[keep]
-        self._queries = queries
-        return best_x, best_logits, 0
+                keep = ~record(idx, xa, cc)
+                idx, xa, xc, cc = idx[keep], xa[keep], xc[keep], cc[keep]
+        return Perturbed(best_x, best_out, queries=queries, clean=clean)

@@ -9,7 +9,7 @@ Args:
     alpha: step size (default 2/255).
     steps: iterations (default 10).
     random_start: uniform start in the eps-ball (default True).
-    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size``.
+    **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
 from __future__ import annotations

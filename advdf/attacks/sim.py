@@ -16,7 +16,7 @@ Args:
     decay: momentum factor mu (default 1.0).
     m: number of scale copies, ``x / 2^0 ... x / 2^(m-1)`` (default 5).
     nesterov: Nesterov look-ahead, SI-NI-FGSM (default False).
-    **kwargs: ``targeted``, ``target``, ``loss``, ``batch_size``.
+    **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from advdf.attacks.mifgsm import MIFGSM
+from advdf.attacks.objectives import Context, Output, take_rows
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -38,11 +39,11 @@ class SIM(MIFGSM):
             raise ConfigError(f"m (scale copies) must be at least 1, got {m}")
         self.m = int(m)
 
-    def _gradient(self, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _gradient(self, x_adv: torch.Tensor, ctx: Context) -> tuple[Output, torch.Tensor, int]:
         n = x_adv.shape[0]
         scales = 0.5 ** torch.arange(self.m, device=x_adv.device, dtype=x_adv.dtype)
         copies = (scales.view(-1, 1, 1, 1, 1) * x_adv.unsqueeze(0)).flatten(0, 1)  # (m*N, C, H, W), copy-major
-        logits, grads = self.objective_and_grad(copies, y.repeat(self.m))
-        # chain rule through x / 2^i, then sum the copies; the first N logits are those of x_adv itself
+        out, _, grads = self.score_and_grad(copies, ctx.repeat(self.m))  # each copy with its sample's context
+        # chain rule through x / 2^i, then sum the copies; the first N output rows are those of x_adv itself
         grad = (scales.view(-1, 1, 1, 1, 1) * grads.view(self.m, *x_adv.shape)).sum(0)
-        return logits[:n], grad, self.m
+        return take_rows(out, slice(0, n)), grad, self.m

@@ -21,7 +21,7 @@ Queries, per sample and exact: one at the clean input (its logits are returned a
 already at their goal stop there with ``x_adv = x``), one for the stripes, then one per iteration until the
 sample's accepted point reaches its goal (intrinsic early stop, as in the paper's query counts; ``early_stop``
 changes nothing) or the total reaches ``n_queries``. Squares, their positions and values are drawn for all
-active samples at once. The returned point is the last accepted one, whose logits were already queried. The
+active samples at once. The returned point is the last accepted one, whose output was already queried. The
 model is only called through :meth:`Attack.forward` under ``torch.no_grad()``: ``grad_calls`` is 0 and the
 attack runs with autograd disabled or in ``torch.inference_mode()``.
 
@@ -31,7 +31,7 @@ Args:
     n_queries: query budget per sample, the clean query included (default 5000, seed 001; the paper used
         10,000).
     p_init: initial fraction of pixels changed per iteration (default 0.8, seed 001).
-    loss: ``"margin"`` (default, the paper's) or ``"ce"``.
+    loss: ``"margin"`` (default, the paper's) or ``"ce"``; not with an ``objective``, which then replaces it.
     **kwargs: ``targeted``, ``target`` (seed 001: ``targeted=True target=0``), ``batch_size``, runtime options.
 """
 
@@ -42,7 +42,8 @@ import math
 import torch
 from torch import nn
 
-from advdf.attacks.base import Attack
+from advdf.attacks.base import Attack, Perturbed
+from advdf.attacks.objectives import Context, map_output, put_rows, take_rows
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
@@ -74,7 +75,9 @@ class Square(Attack):
     deterministic = False
 
     def __init__(self, model: nn.Module, eps: float | str = 16 / 255, n_queries: int = 5000, p_init: float = 0.8,
-                 loss: str = "margin", **kwargs) -> None:
+                 loss: str | None = None, **kwargs) -> None:
+        if loss is None and kwargs.get("objective") is None:
+            loss = "margin"  # the paper's objective
         super().__init__(model, eps, loss=loss, **kwargs)
         if n_queries < 2:
             raise ConfigError(f"n_queries must be at least 2 (the clean query and the stripes), got {n_queries}")
@@ -110,31 +113,32 @@ class Square(Attack):
         return torch.where(mask, (xc + values).clamp(0.0, 1.0), xb)
 
     @torch.no_grad()
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n, c, h, w = x.shape
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
-        logits = self.forward(x)
+        clean = self.objective.output(self.forward, x, ctx)
         queries += 1
-        self._clean_logits = logits
-        best_x, best_logits = x.clone(), logits.clone()
-        idx = (~self.succeeded(logits, y)).nonzero().squeeze(1)
+        best_x, best_out = x.clone(), map_output(torch.clone, clean)
+        idx = (~self.objective.success(clean, ctx)).nonzero().squeeze(1)
         if idx.numel() > 0:
             # vertical stripes: one ±eps value per (sample, channel, column)
             xs = (x[idx] + self.eps * random_signs((len(idx), c, 1, w), x)).clamp(0.0, 1.0)
-            lg = self.forward(xs)
+            out = self.objective.output(self.forward, xs, ctx[idx])
             queries[idx] += 1
-            best_x[idx], best_logits[idx] = xs, lg
-        best_obj = self.loss_fn(best_logits, y, self.targeted)
+            best_x[idx] = xs
+            put_rows(best_out, idx, out)
+        best_obj = self.objective.score(best_out, ctx)
         for it in range(self.n_queries - 2):
-            idx = idx[~self.succeeded(best_logits[idx], y[idx])]
+            idx = idx[~self.objective.success(take_rows(best_out, idx), ctx[idx])]
             if idx.numel() == 0:
                 break
+            cc = ctx[idx]
             candidate = self._candidate(x[idx], best_x[idx], self._side(it, h, w))
-            lg = self.forward(candidate)
+            out = self.objective.output(self.forward, candidate, cc)
             queries[idx] += 1
-            obj = self.loss_fn(lg, y[idx], self.targeted)
+            obj = self.objective.score(out, cc)
             better = obj > best_obj[idx]
             rows = idx[better]
-            best_x[rows], best_logits[rows], best_obj[rows] = candidate[better], lg[better], obj[better]
-        self._queries = queries
-        return best_x, best_logits, 0
+            best_x[rows], best_obj[rows] = candidate[better], obj[better]
+            put_rows(best_out, rows, take_rows(out, better))
+        return Perturbed(best_x, best_out, queries=queries, clean=clean)

@@ -16,7 +16,8 @@ Args:
     kernel: ``"gaussian"`` or ``"uniform"`` (default ``"gaussian"``).
     kernel_size: odd kernel side (default 15); 1 gives the identity kernel, i.e. MI-FGSM / BIM.
     nsig: the Gaussian spans ``[-nsig, nsig]`` standard deviations across the kernel (default 3).
-    **kwargs: ``nesterov``, ``targeted``, ``target``, ``loss``, ``batch_size``.
+    **kwargs: ``nesterov``, ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime
+        options.
 """
 
 from __future__ import annotations
