@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,12 @@ from omegaconf import OmegaConf
 from advdf.attacks import Attack
 from advdf.data.datamodule import FFPPDataModule
 from advdf.defenses.base import DEFENSES
+from advdf.errors import CheckpointError
 from advdf.models import Detector
-from advdf.utils.entry import CONF_DIR
+from advdf.utils.entry import CONF_DIR, register_resolvers, user_error
 
 MAIN = ("train", "attack", "evaluate")
+WEIGHTS = "/runs/ffpp_synthetic/tiny_cnn_32px_base-0123456789ab/detector.safetensors"  # a detector run's weights
 
 
 def group_files(group: str) -> list[str]:
@@ -25,6 +28,7 @@ def group_files(group: str) -> list[str]:
 
 
 def _compose(name: str, overrides: list[str], hydra_cfg: bool = False):
+    register_resolvers()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=name):
         return compose(name, overrides=overrides, return_hydra_config=hydra_cfg)
 
@@ -34,11 +38,52 @@ def _artifacts(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path))
 
 
+@pytest.fixture
+def real_root(tmp_path) -> Path:
+    """A real-layout root without videos: a real root is identified by its split files and videos."""
+    root = tmp_path / "FaceForensics++"
+    (root / "splits").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (root / "splits" / f"{split}.json").write_text("[]")
+    return root
+
+
+def _fake_run(cfg, digest: str = "0123456789ab") -> Path:
+    prefix = Path(cfg.paths.detector_prefix)
+    run = prefix.with_name(f"{prefix.name}-{digest}")
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"kind": "detector", "settings": {"seed": int(digest[-1], 16)}}))
+    return run
+
+
 @pytest.mark.parametrize("name", MAIN)
 def test_main_configs_resolve(name):
     cfg = _compose(name, [])
+    if "checkpoint" in cfg.keys():  # attack.py and evaluate.py read the only detector run under the prefix
+        run = _fake_run(cfg)
     OmegaConf.resolve(cfg)
-    assert cfg.paths.detector_dir.startswith(cfg.paths.artifacts_dir)
+    assert cfg.paths.detector_prefix.startswith(cfg.paths.artifacts_dir)
+    assert Path(cfg.data.prepared_dir).parent == Path(cfg.paths.data_dir) / "prepared"
+    assert Path(cfg.data.prepared_dir).name.startswith("ffpp_synthetic_c23_crop64_r8f2-")
+    if "checkpoint" in cfg:
+        assert cfg.checkpoint == str(run / "detector.safetensors")
+
+
+def test_attack_config_finds_the_only_run_and_names_several():
+    cfg = _compose("attack", [])
+    with pytest.raises(Exception) as err:
+        _ = cfg.checkpoint
+    assert "no trained detector under" in str(user_error(err.value))
+    first, second = _fake_run(cfg), _fake_run(cfg, "fedcba987654")
+    with pytest.raises(Exception) as err:
+        _ = cfg.checkpoint
+    message = str(user_error(err.value))
+    assert isinstance(user_error(err.value), CheckpointError) and "\n" not in message
+    assert f"2 trained detector runs under {cfg.paths.detector_prefix}" in message
+    assert f"{first.name} (seed=11)" in message and f"{second.name} (seed=4)" in message
+    assert "paths.detector_run=<digest>" in message and "checkpoint=<run directory>/detector.safetensors" in message
+    assert _compose("attack", ["paths.detector_run=fed"]).checkpoint == str(second / "detector.safetensors")
+    assert _compose("attack", [f"checkpoint={WEIGHTS}"]).checkpoint == WEIGHTS
 
 
 @pytest.mark.parametrize("model", group_files("model"))
@@ -60,11 +105,21 @@ def test_augment_augmix_sets_views_loss_and_variant():
     plain, augmix = _compose("train", []), _compose("train", ["augment=augmix"])
     assert plain.variant == "base" and plain.data.augmix is None
     assert augmix.variant == "augmix" and augmix.module.jsd_weight == 12.0
-    assert Path(augmix.paths.detector_dir).name.endswith("_augmix")
+    assert Path(augmix.paths.detector_prefix).name.endswith("_augmix")
     views = instantiate(augmix.data.augmix)
     assert isinstance(views, AugMixViews)
     datamodule = instantiate(augmix.data)
     assert datamodule.augmix is not None
+
+
+def test_evaluate_config_finds_the_denoiser_run_of_its_detector():
+    cfg = _compose("evaluate", ["+defense@defenses.hgd=hgd"])
+    detector = _fake_run(cfg)
+    denoiser = detector / "denoisers" / "hgd-00000000abcd"
+    denoiser.mkdir(parents=True)
+    (denoiser / "run.json").write_text(json.dumps({"kind": "denoiser", "settings": {}}))
+    (detector / "denoisers" / "hgd_narrow-00000000abcd").mkdir()  # another name: not a run of hgd
+    assert cfg.defenses.hgd.checkpoint == str(denoiser / "denoiser.safetensors")
 
 
 @pytest.mark.parametrize("attack", group_files("attack"))
@@ -96,12 +151,17 @@ def test_every_learned_defense_is_in_the_list():
 
 @pytest.mark.parametrize("defense", LEARNED)
 def test_denoiser_task_composes_a_denoiser_module(defense, tiny_model):
+    from advdf.jobs.runs import prefix_of
     from advdf.lit import DenoiserModule
 
-    cfg = _compose("train", ["task=denoiser", f"defense={defense}", "model=tiny_cnn"])
+    cfg = _compose("train", ["task=denoiser", f"defense={defense}", "model=tiny_cnn", f"checkpoint={WEIGHTS}"])
     assert cfg.trains == "denoiser" and list(cfg.denoiser_data.attacks) == ["fgsm", "pgd"]
-    assert cfg.trainer.default_root_dir.endswith(f"tiny_cnn_{cfg.model.input_size}px_base/denoisers/{defense}")
-    assert cfg.defense.checkpoint == f"{cfg.paths.denoiser_dir}/{defense}/denoiser.safetensors"
+    assert cfg.trainer.default_root_dir is None  # the job sets it to its run directory
+    assert prefix_of(cfg) == Path(WEIGHTS).parent / "denoisers" / defense
+    with pytest.raises(Exception) as err:  # evaluation reads the only run of this name for that detector
+        _ = cfg.defense.checkpoint
+    assert f"no trained {defense} denoiser under {Path(WEIGHTS).parent}/denoisers/{defense}-<digest>" in str(
+        user_error(err.value))
     module = instantiate(cfg.module, denoiser=instantiate(cfg.defense.denoiser), detector=tiny_model)
     assert isinstance(module, DenoiserModule) and module.guidance == cfg.defense.training.guidance
     x = torch.rand(2, 3, 32, 32)
@@ -122,12 +182,13 @@ def test_task_configs_pick_what_train_py_trains(task):
 
 @pytest.mark.parametrize("xai", group_files("xai"))
 def test_xai_configs_build_attribution_methods_named_as_their_file(xai, tiny_model):
+    from advdf.jobs.runs import prefix_of
     from advdf.xai import Attribution
 
-    cfg = _compose("train", ["task=adv_detector", f"xai={xai}", "model=tiny_cnn"])
+    cfg = _compose("train", ["task=adv_detector", f"xai={xai}", "model=tiny_cnn", f"checkpoint={WEIGHTS}"])
     method = instantiate(cfg.xai)
     assert isinstance(method, Attribution) and method.name == xai
-    assert cfg.adv_detector_dir.endswith(f"tiny_cnn_{cfg.model.input_size}px_base/adv_detectors/detect_resnet50/{xai}")
+    assert prefix_of(cfg) == Path(WEIGHTS).parent / "adv_detectors" / "detect_resnet50" / xai
     if xai == "integrated_gradients":
         method.n_steps = 2
     x = torch.rand(2, 3, 32, 32)
@@ -163,11 +224,19 @@ def test_xai_attacks_push_fakes_toward_real_inside_16_255(option, tiny_model):
 
 
 @pytest.mark.parametrize("data", group_files("data"))
-def test_data_configs_build_datamodules(data):
-    cfg = _compose("train", [f"data={data}", "data.root=/nonexistent/ffpp"])
+def test_data_configs_build_datamodules(data, real_root):
+    cfg = _compose("train", [f"data={data}", f"data.root={real_root}"])
     dm = instantiate(cfg.data)
     assert isinstance(dm, FFPPDataModule)
     assert dm.input_size == cfg.model.input_size
+    assert dm.prepared_dir.name.startswith(f"{cfg.data.name}_{cfg.data.compression}_crop{cfg.data.crop_size}_")
+
+
+def test_a_missing_real_root_is_named_when_the_config_is_resolved():
+    cfg = _compose("train", ["data=ffpp_real", "data.root=/nonexistent/ffpp"])
+    with pytest.raises(Exception) as err:
+        instantiate(cfg.data)
+    assert "data root /nonexistent/ffpp does not exist" in str(user_error(err.value))
 
 
 @pytest.mark.parametrize("trainer", group_files("trainer"))
@@ -196,9 +265,9 @@ def test_module_config_builds_lightning_module(tiny_model):
 
 @pytest.mark.parametrize("experiment", group_files("experiment"))
 @pytest.mark.parametrize("name", MAIN)
-def test_experiments_compose_for_every_script(experiment, name):
-    overrides = [f"experiment={experiment}", "data.root=/data/ffpp"]
-    cfg = _compose(name, overrides)
+def test_experiments_compose_for_every_script(experiment, name, real_root):
+    overrides = [f"experiment={experiment}", f"data.root={real_root}"]
+    cfg = _compose(name, [*overrides, *([f"checkpoint={WEIGHTS}"] if name != "train" else [])])
     OmegaConf.resolve(cfg)
     assert cfg.reproduce.detectors
 
@@ -223,21 +292,30 @@ def test_every_group_file_is_covered():
 
 
 @pytest.mark.parametrize("scale", ["smoke", "paper"])
-def test_shared_detectors_train_identically_across_reproduce_targets(scale):
-    """Reproduce targets share a trained detector through its directory (data, detector, size, variant): a detector
-    listed by several experiments of one scale must get the same training overrides and size in each, or the
-    first target to train it would silently decide for the others."""
+def test_shared_detectors_train_identically_across_reproduce_targets(scale, real_root):
+    """Reproduce targets share a trained detector through its run directory: a detector listed by several
+    experiments of one scale must get the same training overrides and size in each, and so the same run digest
+    (the experiments' other settings, such as their test subsets, must not enter it), or it is trained twice."""
+    from advdf.jobs.runs import run_of
+
     seen: dict[tuple[str, str, int], tuple[str, list]] = {}
+    digests: dict[tuple[str, str, int], set[str]] = {}
     for experiment in (e for e in group_files("experiment") if e.endswith(f"_{scale}")):
-        cfg = _compose("train", [f"experiment={experiment}", "data.root=/data/ffpp"])
+        cfg = _compose("train", [f"experiment={experiment}", f"data.root={real_root}"])
         spec = cfg.reproduce
         plans = {**spec.detectors, **(spec.get("seed001") or {})}
         for det, overrides in plans.items():
             size = (spec.get("input_size") or {}).get(det, cfg.model.input_size)
             key = (cfg.data.name, det, size)
+            train = _compose("train", [f"experiment={experiment}", f"data.root={real_root}", f"model={det}",
+                                       *([f"model.input_size={size}"] if size != cfg.model.input_size else []),
+                                       *overrides])
+            digests.setdefault(key, set()).add(run_of(train, identity_digest="the data").digest)
             if key in seen:
                 other, other_overrides = seen[key]
                 assert sorted(overrides) == sorted(other_overrides), (
                     f"{det} at {size} px trains with {list(overrides)} in {experiment} but {other_overrides} in {other}")
             else:
                 seen[key] = (experiment, list(overrides))
+    shared = {k: v for k, v in digests.items() if len(v) > 1}
+    assert not shared, f"detectors shared by experiments of {scale} scale but trained as different runs: {shared}"

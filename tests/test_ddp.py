@@ -1,9 +1,11 @@
-"""DDP training on two CPU processes (gloo): one output directory, one W&B run, one exported detector."""
+"""DDP training on two CPU processes (gloo): one output directory, one run directory, one W&B run, one exported
+detector."""
 
 from __future__ import annotations
 
 import pytest
 
+from advdf.jobs.runs import list_runs
 from tests.helpers.scripts import TINY_DATA, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
@@ -24,5 +26,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(list((artifacts / "logs").rglob(".hydra"))) == 0
     wandb_runs = list((artifacts / "logs" / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1, wandb_runs
-    (detector_dir,) = (artifacts / "checkpoints" / "ffpp_synthetic").glob("tiny_cnn_32px_ddp")
+    # both ranks computed the same run directory (each prepares the data, under its lock, then names the run)
+    (detector_dir,) = list_runs(artifacts / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_ddp")
     assert (detector_dir / "detector.safetensors").is_file()
+    assert len(list((artifacts / "data" / "prepared").glob("*/index.csv"))) == 1

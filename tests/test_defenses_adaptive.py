@@ -243,7 +243,7 @@ def test_learned_defense_configs_name_their_checkpoint(path: Path):
     conf = OmegaConf.load(path)
     assert conf.name == path.stem and conf.adaptive is False and conf.eot_samples == 1
     checkpoint = OmegaConf.to_container(conf, resolve=False)["checkpoint"]
-    assert checkpoint == "${paths.denoiser_dir}/${.name}/denoiser.safetensors"  # one directory per name
+    assert checkpoint == "${advdf.denoiser:${checkpoint},${.name}}"  # the one run of this name in front of the detector
     assert {"guidance", "gaussian_std"} <= set(conf.training)
 
 

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from advdf.errors import ConfigError
 from advdf.jobs.curves import SweepPoint, parse_eps_sweep, sweep_attack_config, write_curve
+from advdf.jobs.runs import find_run
 from tests.helpers.scripts import TINY, run_script
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,7 +83,8 @@ def _bim_caches(artifacts: Path) -> list[Path]:
 def test_sweep_writes_the_curve_logs_it_and_reruns_from_the_cache(trained):
     tiny_many = [o for o in TINY if not o.startswith("logger=")] + ["logger=many"]
     run_script("attack", [*tiny_many, *SWEEP], trained)
-    curves = trained / "results" / "curves" / "ffpp_synthetic" / "tiny_cnn_32px_base"
+    run = find_run(trained / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_base")
+    curves = trained / "results" / "curves" / "ffpp_synthetic" / run.name
     rows = list(csv.DictReader(open(curves / "bim.csv")))
     assert [r["eps_label"] for r in rows] == ["clean", "4/255", "0.12", "0.2"]
     assert [float(r["eps"]) for r in rows] == pytest.approx([0, 4 / 255, 0.12, 0.2])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from advdf.errors import ConfigError
+from advdf.jobs.runs import find_run
 from advdf.papers.jin2025.layout import TABLE2_DETECTORS
 from advdf.papers.reproduce import reproduce_table1
 from tests.helpers.scripts import TINY_DATA
@@ -27,8 +28,8 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
     monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = reproduce_table1("smoke", TINY_PLAN)
-    summaries = {v: json.loads((tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" /
-                                "train_summary.json").read_text()) for v in ("base", "augmix")}
+    runs = {v: find_run(tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}") for v in ("base", "augmix")}
+    summaries = {v: json.loads((run / "train_summary.json").read_text()) for v, run in runs.items()}
     # the AugMix run trained with the AugMix data and loss
     assert summaries["augmix"]["config"]["data"]["augmix"]["_target_"].endswith("AugMixViews")
     assert summaries["base"]["config"]["data"]["augmix"] is None
@@ -50,13 +51,14 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
     printed = capsys.readouterr().out
     assert "| xception | — / 1.000 |" in printed and "| vgg16 | — / 0.955 | — / 0.960 |" in printed
 
-    stamps = {v: (tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" / "detector.safetensors")
-              .stat().st_mtime_ns for v in summaries}
+    assert {r["run"] for r in json.loads((out / "report.json").read_text())["runs"].values()} >= {
+        str(run) for run in runs.values()}
+    stamps = {v: (run / "detector.safetensors").stat().st_mtime_ns for v, run in runs.items()}
     reproduce_table1("smoke", TINY_PLAN)
     report = json.loads((out / "report.json").read_text())
     assert all(r["reused"] for r in report["runs"].values())
-    assert {v: (tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}" / "detector.safetensors")
-            .stat().st_mtime_ns for v in summaries} == stamps
+    assert {v: (run / "detector.safetensors").stat().st_mtime_ns for v, run in runs.items()} == stamps
+    assert _cells(out / "table1.csv") == table1
 
 
 def test_unknown_detector_or_variant_fails_before_training(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from advdf.defenses import LearnedDenoiser
 from advdf.denoisers import DUNet
 from advdf.errors import ConfigError
+from advdf.jobs.runs import find_run
 from advdf.models import create_detector, load_detector_weights
 from advdf.papers.jin2025 import table2 as grid
 from advdf.papers.jin2025.table2 import reproduce_table2
@@ -41,8 +42,12 @@ def _ours(out: Path) -> dict[tuple[str, str, str], float]:
             for c in csv.DictReader(open(out / "table2.csv")) if c["ours"]}
 
 
+def _run(artifacts: Path, variant: str) -> Path:
+    return find_run(artifacts / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{variant}")
+
+
 def _set(artifacts: Path, variant: str, attack: str) -> dict[str, torch.Tensor]:
-    root = artifacts / "adv_cache" / "ffpp_synthetic" / f"tiny_cnn_32px_{variant}"
+    root = artifacts / "adv_cache" / "ffpp_synthetic" / _run(artifacts, variant).name
     (directory,) = [d for d in root.glob(f"{attack}-*")
                     if json.loads((d / "key.json").read_text())["data"]["split"] == "test"]
     return load_file(str(directory / "shard_00000.safetensors"))
@@ -50,8 +55,7 @@ def _set(artifacts: Path, variant: str, attack: str) -> dict[str, torch.Tensor]:
 
 def _detector(artifacts: Path, variant: str):
     detector = create_detector("tiny_cnn", input_size=32)
-    load_detector_weights(detector, artifacts / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{variant}" /
-                          "detector.safetensors")
+    load_detector_weights(detector, _run(artifacts, variant) / "detector.safetensors")
     return detector.eval()
 
 
@@ -84,8 +88,8 @@ def test_grid_cells_are_recomputable_and_a_rerun_recomputes_nothing(artifacts, c
         acc = (augmix(aug["x_adv"]).argmax(1) == aug["label"]).float().mean().item()
         assert ours["tiny_cnn", "pgd", "augmix"] == pytest.approx(acc)
         hgd = LearnedDenoiser(DUNet((4,) * 5, (1,) * 5, (4,) * 4, (1,) * 4), name="hgd_tiny",
-                              checkpoint=str(artifacts / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_base" /
-                                             "denoisers" / "hgd_tiny" / "denoiser.safetensors"))
+                              checkpoint=str(find_run(_run(artifacts, "base") / "denoisers" / "hgd_tiny") /
+                                             "denoiser.safetensors"))
         acc = (base(hgd(shard["x_adv"])).argmax(1) == shard["label"]).float().mean().item()
         assert ours["tiny_cnn", "pgd", "hgd"] == pytest.approx(acc)
     assert len(shard["label"]) == 8 and shard["label"].sum() == 4  # per_class 4: 4 real + 4 fake frames

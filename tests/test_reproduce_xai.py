@@ -55,8 +55,7 @@ def _calibrate_detectors() -> None:
     base = ["experiment=xai_smoke", *TINY_PLAN]
     for det, overrides in compose_config("train", base).reproduce.detectors.items():
         cfg = compose_config("train", [*base, f"model={det}", *overrides])
-        ensure_trained([*base, f"model={det}", *overrides])
-        path = Path(cfg.paths.detector_dir) / "detector.safetensors"
+        path = ensure_trained([*base, f"model={det}", *overrides]).weights
         g = instantiate(cfg.model)
         load_detector_weights(g, path)
         dataset = build_datamodule(cfg).dataset("test")
@@ -79,21 +78,22 @@ def _recompute_pgd_saliency_cell(artifacts: Path) -> float:
     from advdf.jobs.attack import balanced_positions
     from advdf.jobs.common import build_datamodule
     from advdf.jobs.plan import compose_config
+    from advdf.jobs.runs import find_run
     from advdf.models import create_detector, load_detector_weights
     from advdf.xai import DetectResNet50, create_xai
 
-    det_dir = artifacts / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_base"
+    det_dir = find_run(artifacts / "checkpoints" / "ffpp_synthetic" / "tiny_cnn_32px_base")
     g = create_detector("tiny_cnn", input_size=32)
     load_detector_weights(g, det_dir / "detector.safetensors")
     g.eval()
     d = DetectResNet50("resnet18", pretrained=False, hidden=8)
-    d.load_state_dict(load_file(str(det_dir / "adv_detectors" / "detect_resnet50" / "saliency" /
+    d.load_state_dict(load_file(str(find_run(det_dir / "adv_detectors" / "detect_resnet50" / "saliency") /
                                     "adv_detector.safetensors")))
     d.eval()
     dataset = build_datamodule(compose_config("train", ["experiment=xai_smoke", *TINY_PLAN, "model=tiny_cnn"])).dataset(
         "test")
     real = [p for p in balanced_positions(dataset, 4, 0) if dataset.rows[p]["label"] == 0]
-    (pgd,) = [s for s in (artifacts / "adv_cache" / "ffpp_synthetic" / "tiny_cnn_32px_base").glob("pgd-*")
+    (pgd,) = [s for s in (artifacts / "adv_cache" / "ffpp_synthetic" / det_dir.name).glob("pgd-*")
               if json.loads((s / "key.json").read_text())["data"]["split"] == "test"]
     attacked = load_file(str(pgd / "shard_00000.safetensors"))["x_adv"]
     images = torch.cat([torch.stack([dataset[p]["image"] for p in real]), attacked])

@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from advdf.data.dataset import FrameDataset, balanced_subset, read_index
 from advdf.data.faces import create_face_detector
-from advdf.data.prepare import prepare_ffpp
-from advdf.data.synthetic import MANIPULATIONS, generate_synthetic_ffpp
-from advdf.errors import DataError
+from advdf.data.prepare import PrepareReport, finished_preparation, prepare_ffpp
+from advdf.data.source import data_identity
+from advdf.data.synthetic import MANIPULATIONS, generate_synthetic_ffpp, tree_lock
+from advdf.errors import ConfigError, DataError
+from advdf.utils.io import digest
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -40,15 +42,33 @@ def _init_augmenting_worker(worker_id: int) -> None:
     seed_augmentation(get_worker_info().dataset.transform)
 
 
+def check_data_options(batch_size: int, num_workers: int, crop_size: int, frames_per_video_real: int = 1,
+                       frames_per_video_fake: int = 1, input_size: int = 1, test_per_class: int | None = None,
+                       limit_per_split: int | None = None) -> None:
+    """Raise ConfigError with one line for a data option no loader or preparation can use."""
+    rules = [("batch_size", batch_size, 1, "frame per batch"), ("num_workers", num_workers, 0, "(0: load in the "
+             "main process)"), ("crop_size", crop_size, 1, "pixel"), ("frames_per_video_real", frames_per_video_real,
+             1, "frame"), ("frames_per_video_fake", frames_per_video_fake, 1, "frame"),
+             ("input_size", input_size, 1, "pixel"), ("test_per_class", test_per_class, 1, "frame (null: all)"),
+             ("limit_per_split", limit_per_split, 1, "frame (null: no limit)")]
+    for key, value, least, unit in rules:
+        if value is None and key in ("test_per_class", "limit_per_split"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"data.{key}={value}: must be an integer of at least {least} {unit}".rstrip())
+
+
 class FFPPDataModule(pl.LightningDataModule):
     """FaceForensics++ (official layout) as train/val/test frame loaders.
 
     ``prepare_data`` (rank 0 only under DDP) generates the synthetic tree when ``synthetic`` is set and
-    ``root`` has none, then runs the face-crop preparation; both are idempotent, so reruns cost nothing.
+    ``root`` has none, then runs the face-crop preparation; both are idempotent and locked, so reruns cost nothing
+    and concurrent jobs prepare once. :attr:`identity` names what the crops are made from (no path): trained runs
+    are keyed by it.
 
     Args:
         root: FF++ root (``original_sequences/``, ``manipulated_sequences/``, ``splits/``).
-        prepared_dir: where crops and ``index.csv`` go.
+        prepared_dir: where crops and ``index.csv`` go (the config names it by :attr:`identity`).
         input_size: side of the images handed to the detector.
         batch_size: frames per batch.
         num_workers: DataLoader workers.
@@ -92,6 +112,8 @@ class FFPPDataModule(pl.LightningDataModule):
         name: str = "ffpp",
     ) -> None:
         super().__init__()
+        check_data_options(batch_size, num_workers, crop_size, frames_per_video_real, frames_per_video_fake,
+                           input_size, test_per_class, limit_per_split)
         self.name = name
         self.root = Path(root)
         self.prepared_dir = Path(prepared_dir)
@@ -105,6 +127,8 @@ class FFPPDataModule(pl.LightningDataModule):
             crop_size=crop_size,
         )
         self.face_detector = face_detector
+        self.prepare_report: PrepareReport | None = None
+        self._identity: dict | None = None
         self.augment = augment
         self.augmix = augmix
         self.test_per_class = test_per_class
@@ -112,14 +136,39 @@ class FFPPDataModule(pl.LightningDataModule):
         self.seed = seed
         self.datasets: dict[str, FrameDataset] = {}
 
+    @property
+    def identity(self) -> dict:
+        """What the prepared set is made from: the source's identity (synthetic generator parameters, or the
+        splits and video sizes of a real root) and the preparation parameters; never a path."""
+        if self._identity is None:
+            if self.synthetic is None and not self.root.is_dir():
+                raise DataError(f"data root {self.root} does not exist (set data.root=/path/to/FaceForensics++)")
+            self._identity = data_identity(self.root, self.synthetic, face_detector=self.face_detector,
+                                           **self.prepare_kwargs)
+        return self._identity
+
+    @property
+    def identity_digest(self) -> str:
+        """The short digest of :attr:`identity` (the prepared directory's suffix, part of every run's digest)."""
+        return digest(self.identity)
+
     def prepare_data(self) -> None:
-        if self.synthetic is not None:
-            generate_synthetic_ffpp(self.root, compression=self.prepare_kwargs["compression"], **self.synthetic)
-        elif not self.root.is_dir():
-            raise DataError(f"data root {self.root} does not exist (set data.root=/path/to/FaceForensics++)")
-        report = prepare_ffpp(self.root, self.prepared_dir, face_detector=create_face_detector(self.face_detector),
-                              **self.prepare_kwargs)
-        log.info(report.summary())
+        identity = self.identity
+        report = finished_preparation(self.prepared_dir, identity)
+        if report is None:
+            detector = create_face_detector(self.face_detector)
+            prepare = dict(self.prepare_kwargs, scale=identity["scale"], face_detector=detector,
+                           source=identity["source"])
+            if self.synthetic is not None:
+                # The tree stays locked while it is cropped: a job with other generator parameters waits.
+                with tree_lock(self.root):
+                    generate_synthetic_ffpp(self.root, compression=self.prepare_kwargs["compression"],
+                                            **self.synthetic)
+                    report = prepare_ffpp(self.root, self.prepared_dir, **prepare)
+            else:
+                report = prepare_ffpp(self.root, self.prepared_dir, **prepare)
+            log.info(report.summary())
+        self.prepare_report = report
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

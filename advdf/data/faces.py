@@ -20,6 +20,11 @@ class FaceDetector(abc.ABC):
     def detect(self, frame_rgb: np.ndarray) -> list[Box]:
         """All face boxes as (x, y, w, h)."""
 
+    def describe(self) -> dict:
+        """What identifies this detector's boxes (part of a prepared set's identity); subclasses add their
+        parameters."""
+        return {"name": type(self).__name__}
+
 
 class HaarFaceDetector(FaceDetector):
     """OpenCV's frontal-face Haar cascade, shipped inside the opencv-python wheel (no download).
@@ -38,6 +43,10 @@ class HaarFaceDetector(FaceDetector):
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = (min_size, min_size)
+
+    def describe(self) -> dict:
+        return {"name": type(self).__name__, "scale_factor": self.scale_factor, "min_neighbors": self.min_neighbors,
+                "min_size": self.min_size[0]}
 
     def detect(self, frame_rgb: np.ndarray) -> list[Box]:
         gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)

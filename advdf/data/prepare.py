@@ -3,6 +3,12 @@
 The same code prepares advdf's synthetic tree and a real download. Each finished video leaves a small record,
 so a killed preparation resumes where it stopped; a rerun with the same parameters returns at once.
 
+``prepare.json`` records what the set is made from (:func:`advdf.data.source.prepared_identity`: the source's
+identity and the parameters, no absolute path), so a moved set is still recognised. A preparation holds the lock
+``.<dir name>.lock`` beside its directory: of two identical jobs one crops and the other waits, then reuses the
+set. A directory holding another preparation is refused, never deleted (jobs with other parameters prepare into
+other directories; ``overwrite`` rebuilds only its own directory, under its lock).
+
     python -m advdf.data.prepare /data/FaceForensics++ /data/ffpp_prepared --crop-size 256
 """
 
@@ -20,10 +26,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from advdf.data.faces import FaceDetector, HaarFaceDetector, largest_face, square_crop
-from advdf.data.synthetic import MANIPULATIONS, ORIGINAL
+from advdf.data.source import (
+    SCALE,
+    list_videos,
+    preparation_params,
+    prepared_identity,
+    read_splits,
+    real_source_identity,
+)
+from advdf.data.synthetic import MANIPULATIONS
 from advdf.errors import DataError
 from advdf.utils.io import atomic_write_json, atomic_write_text
 
@@ -41,6 +56,10 @@ class PrepareReport:
     no_face_videos: list[str] = field(default_factory=list)
     no_face_frames: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    cropped_now: int = 0  # videos cropped by this call (0: the set was reused); not stored
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "cropped_now"}
 
     def summary(self) -> str:
         text = (f"prepared {self.frames_written} face crops from {self.videos} videos; "
@@ -51,38 +70,6 @@ class PrepareReport:
             if names:
                 text += f"\n  {label}: {', '.join(names[:20])}" + (" ..." if len(names) > 20 else "")
         return text
-
-
-def read_splits(root: Path) -> dict[str, str]:
-    """Video id -> split from the official ``splits/{train,val,test}.json`` pair lists."""
-    out = {}
-    for split in ("train", "val", "test"):
-        path = root / "splits" / f"{split}.json"
-        if not path.is_file():
-            raise DataError(f"missing split file {path} (FF++ needs splits/train.json, val.json, test.json)")
-        try:
-            pairs = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"corrupt split file {path}: {err}") from err
-        for a, b in pairs:
-            for vid in (a, b, f"{a}_{b}", f"{b}_{a}"):
-                out[vid] = split
-    return out
-
-
-def list_videos(root: Path, compression: str, manipulations: Sequence[str]) -> list[dict]:
-    """Every original and manipulated video with its mask video (if any) and label."""
-    videos = []
-    originals = root / "original_sequences" / "youtube" / compression / "videos"
-    for path in sorted(originals.glob("*.mp4")):
-        videos.append({"manipulation": ORIGINAL, "video_id": path.stem, "path": path, "mask": None, "label": 0})
-    for m in manipulations:
-        folder = root / "manipulated_sequences" / m
-        for path in sorted((folder / compression / "videos").glob("*.mp4")):
-            mask = folder / "masks" / "videos" / path.name
-            videos.append({"manipulation": m, "video_id": path.stem, "path": path,
-                           "mask": mask if mask.is_file() else None, "label": 1})
-    return videos
 
 
 def sample_frames(path: Path, n: int) -> Iterator[tuple[int, np.ndarray]] | None:
@@ -160,6 +147,32 @@ def _prepare_video(video: dict, split: str, out_dir: Path, n_frames: int, crop_s
     return record
 
 
+def prepare_lock(out_dir: str | Path) -> FileLock:
+    """The lock of the prepared directory ``out_dir`` (a sibling file, so rebuilding the directory keeps it)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(out_dir.parent / f".{out_dir.name}.lock", is_singleton=True)
+
+
+def finished_preparation(out_dir: str | Path, params: dict) -> PrepareReport | None:
+    """The report of the finished preparation with ``params`` in ``out_dir``, or None when there is none yet.
+
+    Raises DataError when ``out_dir`` holds a preparation with other parameters (it is left as it is).
+    """
+    out_dir = Path(out_dir)
+    marker, report_path = out_dir / "prepare.json", out_dir / "prepare_report.json"
+    if not marker.is_file():
+        return None
+    recorded = json.loads(marker.read_text())
+    if recorded != json.loads(json.dumps(params)):
+        changed = sorted(k for k in {*recorded, *params} if recorded.get(k) != params.get(k))
+        raise DataError(f"{out_dir} holds a preparation with other {', '.join(changed)}; prepare into another "
+                        "directory (data.prepared_dir, named by these parameters unless set) or move it away")
+    if report_path.is_file() and (out_dir / "index.csv").is_file():
+        return PrepareReport(**json.loads(report_path.read_text()))
+    return None
+
+
 def prepare_ffpp(
     root: str | Path,
     out_dir: str | Path,
@@ -168,9 +181,10 @@ def prepare_ffpp(
     frames_per_video_real: int = 16,
     frames_per_video_fake: int = 4,
     crop_size: int = 256,
-    scale: float = 1.3,
+    scale: float = SCALE,
     face_detector: FaceDetector | None = None,
     overwrite: bool = False,
+    source: dict | None = None,
 ) -> PrepareReport:
     """Prepare an FF++ tree at ``root`` into ``out_dir`` (crops, masks, ``index.csv``, ``prepare_report.json``).
 
@@ -185,26 +199,38 @@ def prepare_ffpp(
         scale: crop side as a multiple of the face box's longer side.
         face_detector: defaults to :class:`HaarFaceDetector`.
         overwrite: redo everything even if a finished preparation with these parameters exists.
+        source: the identity of the tree at ``root`` (:func:`advdf.data.source.source_identity`); by default the
+            tree is scanned as a real root.
     """
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist")
     detector = face_detector or HaarFaceDetector()
-    params = {"root": str(root.resolve()), "compression": compression, "manipulations": list(manipulations),
-              "frames_per_video_real": frames_per_video_real, "frames_per_video_fake": frames_per_video_fake,
-              "crop_size": crop_size, "scale": scale, "face_detector": type(detector).__name__}
-    marker, report_path = out_dir / "prepare.json", out_dir / "prepare_report.json"
-    if marker.is_file() and json.loads(marker.read_text()) != params or overwrite:
-        shutil.rmtree(out_dir, ignore_errors=True)  # different parameters: stale crops must not mix in
-    elif marker.is_file() and report_path.is_file() and (out_dir / "index.csv").is_file():
-        return PrepareReport(**json.loads(report_path.read_text()))
+    params = prepared_identity(
+        source or {"real": real_source_identity(root, compression, manipulations)},
+        preparation_params(compression, manipulations, frames_per_video_real, frames_per_video_fake, crop_size, scale,
+                           detector.describe()))
+    report = None if overwrite else finished_preparation(out_dir, params)
+    if report is not None:
+        return report
+    with prepare_lock(out_dir):
+        report = None if overwrite else finished_preparation(out_dir, params)
+        if report is not None:
+            log.info("reusing %s (prepared by another job meanwhile)", out_dir)
+            return report
+        if overwrite:
+            shutil.rmtree(out_dir, ignore_errors=True)  # its own directory, under its lock
+        return _prepare(root, out_dir, params, detector)
 
+
+def _prepare(root: Path, out_dir: Path, params: dict, detector: FaceDetector) -> PrepareReport:
+    """Crop every video of the splits into ``out_dir`` (resuming from per-video records) and write the index."""
     splits = read_splits(root)
-    videos = list_videos(root, compression, manipulations)
+    videos = list_videos(root, params["compression"], params["manipulations"])
     if not videos:
-        raise DataError(f"no videos under {root} for compression {compression!r} (expected "
-                        f"original_sequences/youtube/{compression}/videos/*.mp4)")
-    atomic_write_json(marker, params)
+        raise DataError(f"no videos under {root} for compression {params['compression']!r} (expected "
+                        f"original_sequences/youtube/{params['compression']}/videos/*.mp4)")
+    atomic_write_json(out_dir / "prepare.json", params)
     report = PrepareReport(params=params)
     rows: list[dict] = []
     for video in tqdm(videos, desc="prepare", unit="video"):
@@ -215,9 +241,11 @@ def prepare_ffpp(
         if record_path.is_file():
             record = json.loads(record_path.read_text())
         else:
-            n = frames_per_video_real if video["label"] == 0 else frames_per_video_fake
-            record = _prepare_video(video, split, out_dir, n, crop_size, scale, detector)
+            real = video["label"] == 0
+            n = params["frames_per_video_real"] if real else params["frames_per_video_fake"]
+            record = _prepare_video(video, split, out_dir, n, params["crop_size"], params["scale"], detector)
             atomic_write_json(record_path, record)
+            report.cropped_now += 1
         report.videos += 1
         rows += record["rows"]
         report.no_face_frames += record["no_face_frames"]
@@ -233,7 +261,8 @@ def prepare_ffpp(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out_dir / "index.csv", buf.getvalue())
-    atomic_write_json(report_path, asdict(report))
+    atomic_write_json(out_dir / "prepare_report.json", report.to_json())
+    log.info("prepared %s: %d videos cropped now", out_dir, report.cropped_now)
     return report
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from advdf.data.faces import HaarFaceDetector
@@ -167,6 +168,33 @@ def _write_video(path: Path, frames: list[np.ndarray], grey: bool = False) -> No
     writer.release()
 
 
+def synthetic_params(
+    num_videos: int = 40,
+    num_frames: int = 16,
+    size: int = 128,
+    seed: int = 0,
+    compression: str = "c23",
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+) -> dict:
+    """The generator's parameters as recorded in ``synthetic.json``: the synthetic tree's identity (the same
+    parameters write the same tree), checked for values the generator cannot use."""
+    if num_videos < 8 or num_videos % 2:
+        raise DataError(f"synthetic num_videos must be even and at least 8, got {num_videos}")
+    if size < 96 or num_frames < 1:
+        raise DataError(f"synthetic frames must be at least 96 px and 1 frame, got size={size}, frames={num_frames}")
+    return {"num_videos": num_videos, "num_frames": num_frames, "size": size, "seed": seed,
+            "compression": compression, "split_fractions": list(split_fractions), "version": 1}
+
+
+def tree_lock(root: str | Path) -> FileLock:
+    """The lock of the synthetic tree at ``root`` (beside it), held while the tree is written and while it is read
+    for a preparation, so a job generating other parameters never rewrites videos another job is cropping. One
+    instance per path in a process, so holding it around :func:`generate_synthetic_ffpp` nests."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(root.parent / f".{root.name}.lock", is_singleton=True)
+
+
 def generate_synthetic_ffpp(
     root: str | Path,
     num_videos: int = 40,
@@ -179,6 +207,8 @@ def generate_synthetic_ffpp(
 ) -> Path:
     """Write the synthetic tree under ``root`` (idempotent: same parameters and a finished tree return at once).
 
+    Concurrent jobs take :func:`tree_lock`: one writes, the others wait and find the finished tree.
+
     Args:
         root: output directory (FF++ layout).
         num_videos: original videos; even and ≥ 8 (videos are paired, every split gets a pair).
@@ -189,16 +219,21 @@ def generate_synthetic_ffpp(
         split_fractions: train/val/test shares of the pairs.
         overwrite: regenerate even if a finished tree with these parameters exists.
     """
-    if num_videos < 8 or num_videos % 2:
-        raise DataError(f"synthetic num_videos must be even and at least 8, got {num_videos}")
-    if size < 96 or num_frames < 1:
-        raise DataError(f"synthetic frames must be at least 96 px and 1 frame, got size={size}, frames={num_frames}")
+    params = synthetic_params(num_videos, num_frames, size, seed, compression, split_fractions)
     root = Path(root)
-    params = {"num_videos": num_videos, "num_frames": num_frames, "size": size, "seed": seed,
-              "compression": compression, "split_fractions": list(split_fractions), "version": 1}
     marker = root / "synthetic.json"
     if marker.is_file() and json.loads(marker.read_text()) == params and not overwrite:
         return root
+    with tree_lock(root):
+        if marker.is_file() and json.loads(marker.read_text()) == params and not overwrite:
+            return root  # another job wrote it while this one waited
+        _write_tree(root, params, marker)
+    return root
+
+
+def _write_tree(root: Path, params: dict, marker: Path) -> None:
+    num_videos, num_frames, size, seed = (params[k] for k in ("num_videos", "num_frames", "size", "seed"))
+    compression, split_fractions = params["compression"], params["split_fractions"]
     for sub in ("original_sequences", "manipulated_sequences", "splits", "synthetic.json"):
         target = root / sub
         if target.is_dir():
@@ -255,4 +290,3 @@ def generate_synthetic_ffpp(
             _write_video(folder / "masks" / "videos" / name, masks, grey=True)
     atomic_write_json(marker, params)
     log.info("synthetic FF++ tree written to %s", root)
-    return root

@@ -39,6 +39,10 @@ class Defense(nn.Module):
             ``through`` is random; 1 for deterministic ones.
     """
 
+    # Part of the keys of the sets attacked through a defense and of evaluated cells (with the defense's own):
+    # bump it when what a defense computes changes, so those are recomputed.
+    cache_version: int = 1
+
     def __init__(self, adaptive: bool = False, eot_samples: int = 1) -> None:
         super().__init__()
         if int(eot_samples) != eot_samples or eot_samples < 1:

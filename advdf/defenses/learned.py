@@ -32,6 +32,8 @@ class LearnedDenoiser(Defense):
         adaptive, eot_samples: see :class:`advdf.defenses.Defense`.
     """
 
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
+
     defense_name = "denoiser"
 
     def __init__(self, denoiser: nn.Module, name: str = "denoiser", checkpoint: str | None = None,

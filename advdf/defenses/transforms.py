@@ -27,6 +27,8 @@ def _odd_kernel(kernel_size: int) -> int:
 class NoDefense(Defense):
     """The "NA" column: the detector sees the input unchanged."""
 
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
+
     defense_name = "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,6 +38,8 @@ class NoDefense(Defense):
 @register_defense
 class MedianSmoothing(Defense):
     """Median filter ("MS"), default 3x3."""
+
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
 
     defense_name = "median"
 
@@ -50,6 +54,8 @@ class MedianSmoothing(Defense):
 @register_defense
 class GaussianSmoothing(Defense):
     """Gaussian filter ("GS"), default 3x3 with sigma 0.8 (OpenCV's default sigma for a 3x3 kernel)."""
+
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
 
     defense_name = "gaussian"
 
@@ -69,6 +75,8 @@ class GaussianSmoothing(Defense):
 @register_defense
 class AverageSmoothing(Defense):
     """Mean filter ("AS"), default 3x3."""
+
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
 
     defense_name = "average"
 
@@ -90,6 +98,8 @@ class JPEG(Defense):
     - ``"bpda"``: the real JPEG forward with an identity backward (Athalye et al. 2018's BPDA);
     - ``"kornia"``: kornia's differentiable JPEG (Reich et al. 2024), forward and backward, close to the real codec.
     """
+
+    cache_version = 1  # bump when what this defense computes changes (its sets and cells are recomputed)
 
     defense_name = "jpeg"
 

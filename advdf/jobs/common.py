@@ -1,4 +1,4 @@
-"""Builders shared by the jobs: device, detector with weights, data module, loggers."""
+"""Builders shared by the jobs: device, detector with weights, data module, loggers, checks of training options."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from advdf.data.datamodule import FFPPDataModule
+from advdf.data.datamodule import FFPPDataModule, check_data_options
 from advdf.errors import CheckpointError, ConfigError
 from advdf.models import Detector, load_detector_weights
 from advdf.utils.logging_setup import default_wandb_mode
@@ -38,10 +38,59 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def build_datamodule(cfg: DictConfig) -> FFPPDataModule:
+    """The data module of ``cfg.data``, prepared and set up.
+
+    A config that names a checkpoint resolves it first (its run may be ambiguous or missing), so such a mistake
+    stops before any data is prepared.
+    """
     datamodule = instantiate(cfg.data)
+    if "checkpoint" in cfg.keys():
+        _ = cfg.checkpoint
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
+
+
+def _at_least(cfg: DictConfig, key: str, least: int, what: str, allowed: tuple = ()) -> None:
+    value = OmegaConf.select(cfg, key, default=None)
+    if value is None or value in allowed:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        extra = f" ({' or '.join(map(str, allowed))} also allowed)" if allowed else ""
+        raise ConfigError(f"{key}={value}: must be an integer of at least {least} {what}{extra}")
+
+
+def check_training_options(cfg: DictConfig) -> None:
+    """Raise ConfigError with one line for a training option no run can use (zero epochs, empty batches, ...),
+    before any data is prepared or weights are read."""
+    _at_least(cfg, "trainer.max_epochs", 1, "epoch")
+    _at_least(cfg, "trainer.max_steps", 1, "step", allowed=(-1,))
+    _at_least(cfg, "trainer.accumulate_grad_batches", 1, "batch")
+    _at_least(cfg, "trainer.check_val_every_n_epoch", 1, "epoch")
+    _at_least(cfg, "trainer.num_nodes", 1, "node")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        _at_least(cfg, "trainer.devices", 1, "device", allowed=(-1,))
+    for key in ("batch_size", "shard_size", "denoiser_data.batch_size", "adv_data.batch_size",
+                "denoiser_data.per_class", "adv_data.per_class", "limit"):
+        _at_least(cfg, key, 1, "sample" if "batch" not in key else "sample per batch")
+    for key in ("denoiser_data.val_fraction", "adv_data.val_fraction"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not 0 < value < 1:
+            raise ConfigError(f"{key}={value}: must lie strictly between 0 and 1 (a share held out for validation)")
+    data = cfg.data
+    check_data_options(data.batch_size, data.num_workers, data.crop_size, data.frames_per_video_real,
+                       data.frames_per_video_fake, data.input_size, data.get("test_per_class"),
+                       data.get("limit_per_split"))
+
+
+def record_run_dir(cfg: DictConfig, run_dir: Path, extra: dict[str, str] | None = None) -> None:
+    """Write where this run goes into ``cfg`` (``trainer.default_root_dir`` and the dotted keys of ``extra``), so
+    the logged and recorded configs name the run directory rather than a prefix to search."""
+    with open_dict(cfg):
+        cfg.trainer.default_root_dir = str(run_dir)
+        for key, value in (extra or {}).items():
+            OmegaConf.update(cfg, key, value, merge=False)
 
 
 def load_trained_detector(cfg: DictConfig, device: torch.device) -> Detector:
@@ -122,7 +171,8 @@ def fit_resumable(cfg: DictConfig, module, out_dir: Path, **data) -> tuple:
     """
     best, latest = checkpoint_callbacks(out_dir)
     run_name, group = job_identity()
-    trainer = instantiate(cfg.trainer, callbacks=[best, latest], logger=build_loggers(cfg, run_name, group) or False)
+    trainer = instantiate(cfg.trainer, default_root_dir=str(out_dir), callbacks=[best, latest],
+                          logger=build_loggers(cfg, run_name, group) or False)
     last = out_dir / "last.ckpt"
     resume_from = str(last) if cfg.resume and last.is_file() else None
     if resume_from:

@@ -8,7 +8,6 @@ test-time sets, so the DAE, HGD and TD of one detector share them and a rerun on
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -24,8 +23,10 @@ from advdf.jobs.common import (
     build_datamodule,
     fit_resumable,
     load_trained_detector,
+    record_run_dir,
     resolve_device,
 )
+from advdf.jobs.runs import run_of
 from advdf.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,17 @@ def _best_state(path: str) -> dict[str, torch.Tensor]:
 def train_denoiser(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.defense``'s denoiser for ``cfg.model``'s trained detector; returns validation metrics.
 
-    Writes ``last.ckpt`` (resume), ``best.ckpt`` (lowest validation loss), ``denoiser.safetensors`` (the best
-    weights, which the defense loads) and ``train_summary.json`` to ``${paths.denoiser_dir}/<defense>``.
+    Writes ``run.json``, ``last.ckpt`` (resume), ``best.ckpt`` (lowest validation loss), ``denoiser.safetensors``
+    (the best weights, which the defense loads) and ``train_summary.json`` to the run directory
+    ``<detector run>/denoisers/<defense name>-<digest>`` (:mod:`advdf.jobs.runs`).
     """
     pl.seed_everything(cfg.seed, workers=True)
     device = resolve_device(cfg.device)
-    out_dir = Path(cfg.paths.denoiser_dir) / cfg.defense.name
-    out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(cfg)
+    run = run_of(cfg, datamodule.identity_digest)
+    out_dir = run.open()
+    record_run_dir(cfg, out_dir, {"defense.checkpoint": str(run.weights)})
+    log.info("run directory: %s", out_dir)
     detector = load_trained_detector(cfg, device)
     train_set, val_set, attacks = build_pairs(cfg, datamodule, detector, device)
     log.info("%s for %s: %d training and %d validation pairs from attacks %s", cfg.defense.name, cfg.model.name,
@@ -115,7 +119,7 @@ def train_denoiser(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         save_file({k: v.contiguous() for k, v in _best_state(best_path).items()}, str(out_dir / "denoiser.safetensors"))
         atomic_write_json(out_dir / "train_summary.json", {
-            "metrics": metrics, "best_checkpoint": best_path, "epochs": trainer.current_epoch,
+            "metrics": metrics, "best_checkpoint": best_path, "epochs": trainer.current_epoch, "run": run.digest,
             "pairs": {"train": len(train_set), "val": len(val_set)}, "attacks": attacks,
             "config": OmegaConf.to_container(cfg, resolve=True),
         })

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from advdf.attacks.checks import check_adversarial
 from advdf.data.dataset import FrameDataset
-from advdf.jobs.attack import cache_for, selected_positions
+from advdf.jobs.attack import cache_for, check_sizes, selected_positions
 from advdf.jobs.common import (
     build_datamodule,
     build_loggers,
@@ -83,6 +83,18 @@ def evaluate_cached(cfg: DictConfig, name: str, attack_cfg: DictConfig, cache: A
             for d, p in preds.items()]
 
 
+def incomplete(cache: AdversarialCache) -> str:
+    """Why ``cache`` is not a complete set, in a few words: its bad shards by name, how many are missing."""
+    if not cache.directory.is_dir():
+        return "never generated"
+    bad = cache.problems()
+    missing = [i for i in cache.missing_shards() if i not in bad]
+    parts = [f"bad shards {', '.join(cache.shard_path(i).name for i in sorted(bad))}"] if bad else []
+    if missing:
+        parts.append(f"{len(missing)}/{cache.num_shards} shards missing")
+    return "; ".join(parts) or "no summary.json (unfinished)"
+
+
 def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDataset, positions: list[int],
                   device: torch.device) -> list[dict]:
     """Rows (attack, defense, n, acc, f2f, vid, ...) for the clean set and every cached attack of ``cfg.attacks``;
@@ -90,9 +102,10 @@ def evaluate_sets(cfg: DictConfig, detector, defenses: dict, dataset: FrameDatas
     rows = evaluate_clean(cfg, detector, defenses, dataset, positions, device)
     for name, attack_cfg in (cfg.get("attacks") or {}).items():
         cache = cache_for(cfg, attack_cfg, dataset, positions)
-        if not cache.complete:
-            log.warning("no complete cached set for attack %r (%s): its cells print %s; run "
-                        "python attack.py attack=%s model=%s", name, cache.directory, MISSING, name, cfg.model.name)
+        if not cache.complete:  # every shard is verified against its record: a bad one is named, never used
+            log.warning("no complete cached set for attack %r (%s: %s): its cells print %s; run "
+                        "python attack.py attack=%s model=%s", name, cache.directory, incomplete(cache), MISSING,
+                        name, cfg.model.name)
             rows += [{"attack": name, "defense": d, "n": 0} for d in defenses]
             continue
         rows += evaluate_cached(cfg, name, attack_cfg, cache, detector, defenses, dataset, device)
@@ -125,6 +138,7 @@ def evaluate(cfg: DictConfig, datamodule=None) -> list[dict]:
 
     Writes ``results.csv`` and ``results.md`` under ``cfg.paths.results_dir`` and returns the rows.
     """
+    check_sizes(cfg, "samples per forward pass")
     device = resolve_device(cfg.device)
     datamodule = datamodule or build_datamodule(cfg)
     dataset = datamodule.dataset(cfg.split)

@@ -3,16 +3,18 @@ plan lists, and checking a plan before work starts."""
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from advdf.errors import ConfigError
-from advdf.jobs.train import train_job
-from advdf.utils.entry import CONF_DIR
+from advdf.jobs.common import check_training_options
+from advdf.jobs.runs import WEIGHTS, path_override, run_of
+from advdf.jobs.train import evaluation_of, retest_detector, train_job
+from advdf.utils.entry import CONF_DIR, register_resolvers
 
 log = logging.getLogger("advdf.reproduce")
 
@@ -21,21 +23,48 @@ AUGMENT = {"base": "none", "augmix": "augmix"}  # Table 1 variant -> conf/augmen
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with ``overrides`` exactly as the Hydra entry point would."""
+    register_resolvers()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
         return compose(config_name=config_name, overrides=overrides)
 
 
-def ensure_trained(overrides: list[str]) -> tuple[dict, bool]:
-    """Train the detector of ``overrides`` unless a finished run already sits in its directory.
+@dataclass(frozen=True)
+class Trained:
+    """A finished training run: its metrics, whether an earlier run was reused (nothing trained), its directory."""
 
-    Returns its metrics and whether they come from an earlier run (nothing was trained).
-    """
-    cfg = compose_config("train", overrides)
-    summary = Path(cfg.paths.detector_dir) / "train_summary.json"
-    if summary.is_file() and (Path(cfg.paths.detector_dir) / "detector.safetensors").is_file():
-        log.info("reusing trained %s: %s", cfg.model.name, cfg.paths.detector_dir)
-        return json.loads(summary.read_text())["metrics"], True
-    return train_job(cfg), False
+    metrics: dict
+    reused: bool
+    directory: Path
+    kind: str = "detector"
+
+    @property
+    def weights(self) -> Path:
+        return self.directory / WEIGHTS[self.kind]
+
+    def override(self, key: str = "checkpoint") -> str:
+        """The override that points a later stage's ``key`` at these weights."""
+        return path_override(key, self.weights)
+
+
+def ensure_run(cfg: DictConfig) -> Trained:
+    """Train the run ``cfg`` describes (detector, denoiser, ...) unless its directory holds a finished run with the
+    same recorded settings; a directory recording other settings raises ConfigError."""
+    check_training_options(cfg)
+    run = run_of(cfg)
+    summary = run.finished()
+    if summary is None:
+        return Trained(train_job(cfg), False, run.directory, run.kind)
+    log.info("reusing trained %s: %s", run.kind, run.directory)
+    metrics = summary["metrics"]
+    if run.kind == "detector" and cfg.test and summary.get("evaluation") != evaluation_of(cfg):
+        metrics = retest_detector(cfg, run.directory)  # the same weights, tested on this config's test subset
+    return Trained(metrics, True, run.directory, run.kind)
+
+
+def ensure_trained(overrides: list[str]) -> Trained:
+    """Train the detector of ``overrides`` unless a finished run with these settings exists (see
+    :func:`ensure_run`); later stages read it through ``Trained.override()``."""
+    return ensure_run(compose_config("train", overrides))
 
 
 def detector_overrides(spec: DictConfig, det: str) -> list[str]:

@@ -34,6 +34,9 @@ from advdf.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 MISSING = "—"
+# Part of the key of a saved transfer matrix (see advdf.papers.liao2021.kra): bump it when how the matrix is
+# computed changes (matching, resizing, ASR/ATR), so saved matrices are recomputed.
+TRANSFER_VERSION = 1
 
 
 @dataclass
@@ -55,8 +58,11 @@ class TransferSource:
 
     def checked_shards(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
         """(shard, clean images, labels) per shard; raises unless every example passes ``check_adversarial``."""
-        if not self.cache.complete:
-            raise DataError(f"adversarial set of {self.name} is incomplete: {self.cache.directory}")
+        if not self.cache.complete:  # summary.json written and every shard verified against its record
+            bad = self.cache.problems()
+            named = f" (bad shards: {', '.join(self.cache.shard_path(i).name for i in sorted(bad))})" if bad else ""
+            raise DataError(f"adversarial set of {self.name} is incomplete{named}: {self.cache.directory}; rerun "
+                            "its attack")
         for shard in self.cache.shards():
             positions = shard["position"].tolist()
             clean, label = stack_images(self.dataset, positions)

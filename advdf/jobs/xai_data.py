@@ -10,25 +10,20 @@ sets (sharded safetensors, resumable, re-read on the next run).
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from advdf.attacks.checks import check_adversarial
 from advdf.jobs.attack import cache_for, run_attack
 from advdf.models.base import REAL
 from advdf.models.checkpoint import file_digest
-from advdf.store.cache import AdversarialCache
-from advdf.utils.io import digest
-from advdf.xai import base as xai_base
+from advdf.store.cache import FORMAT_VERSION, ShardedSet
+from advdf.store.locks import fill_shards, finish
 from advdf.xai.base import Attribution
 
 log = logging.getLogger(__name__)
@@ -71,15 +66,18 @@ class FrameSet:
                                                              ("images", "label", "position", "video", "g_pred")))
 
 
-class MapCache(AdversarialCache):
-    """Shards of attribution maps (float16) with the split positions of their crops."""
+class MapCache(ShardedSet):
+    """Shards of attribution maps (float16) with the split positions of their crops (and any other per-sample
+    tensors a method reports)."""
 
-    fields = ("map", "position")
+    required = ("map", "position")
+    rerun_hint = "rerun the reproduce job (it recomputes bad map shards)"
 
 
-def xai_code_digest(method: Attribution) -> str:
-    """Digest of an attribution method's implementation (its module and the shared base), part of cache keys."""
-    return digest(sorted(inspect.getsource(m) for m in {sys.modules[type(method).__module__], xai_base}))
+def xai_version(method: Attribution) -> list[int]:
+    """The versions an attribution method's maps depend on: the shared base's and the method's own
+    (``cache_version``, bumped by whoever changes what it computes); part of map cache keys."""
+    return [int(Attribution.cache_version), int(getattr(type(method), "cache_version", 1))]
 
 
 @torch.no_grad()
@@ -133,7 +131,7 @@ class XaiData:
         summary = run_attack(cfg, attack_cfg, datamodule=self.datamodule, detector=self.g, positions=keep)
         dataset = self.datamodule.dataset(split)
         cache = cache_for(cfg, attack_cfg, dataset, keep)
-        shards = list(cache.shards())
+        shards = list(cache.shards(("x_adv", "position", "video", "adv_pred")))
         joined = {k: torch.cat([s[k] for s in shards]) for k in ("x_adv", "position", "video", "adv_pred")}
         attack = instantiate(attack_cfg)(model=self.g)
         check_adversarial(joined["x_adv"], self._clean(split, joined["position"].tolist()), attack.eps, attack.norm)
@@ -142,32 +140,35 @@ class XaiData:
 
     def map_cache(self, frames: FrameSet, method: Attribution, split: str) -> MapCache:
         key = {"g": {"name": self.cfg.model.name, "weights_sha256": self.g_digest},
-               "xai": method.config(), "xai_code": xai_code_digest(method),
+               "xai": method.config(), "xai_version": xai_version(method),
                "data": {"name": self.cfg.data.name, "split": split, "source": frames.source,
                         "positions": frames.position.tolist()},
-               "shard_size": self.cfg.shard_size}
+               "store_format": FORMAT_VERSION}
         root = Path(self.cfg.paths.cache_dir) / self.cfg.data.name / Path(self.cfg.checkpoint).parent.name / "xai"
-        return MapCache.for_run(root, f"{method.name}-{frames.source.split('-')[0]}", key,
-                                math.ceil(len(frames) / self.cfg.shard_size))
+        return MapCache.for_run(root, f"{method.name}-{frames.source.split('-')[0]}", key, rows=len(frames),
+                                shard_size=self.cfg.shard_size, batch_size=self.cfg.batch_size)
 
     def maps(self, frames: FrameSet, method: Attribution, split: str) -> torch.Tensor:
         """Attribution maps of g for ``frames`` (target: g's predicted class), in the frames' order; computed in
-        batches shard by shard (a killed run resumes at the first missing shard), then read back from disk."""
+        batches shard by shard (a killed run resumes at the missing shards, concurrent runs share them), then read
+        back from disk."""
         if not len(frames):
             return torch.zeros_like(frames.images)
         cache = self.map_cache(frames, method, split)
-        todo = cache.missing_shards()
-        if todo:
-            cache.open()
-            size, bs = self.cfg.shard_size, self.cfg.batch_size
-            for i in tqdm(todo, desc=f"{method.name} maps ({frames.source.split('-')[0]})", unit="shard"):
-                chunk = slice(i * size, (i + 1) * size)
+        if not cache.complete:
+            layout = cache.open()  # the first writer's shard_size and batch_size
+            bs = layout.batch_size or self.cfg.batch_size
+
+            def compute(i: int) -> dict[str, torch.Tensor]:
+                chunk = layout.span(i)
                 images, target = frames.images[chunk], frames.g_pred[chunk]
                 maps = torch.cat([method(self.g, images[j:j + bs].to(self.device), target[j:j + bs].to(self.device))
                                   .cpu() for j in range(0, len(images), bs)])
-                cache.write_shard(i, {"map": maps.half(), "position": frames.position[chunk]})
-            cache.write_summary({"n": len(frames), "method": method.config()})
-        shards = list(cache.shards())
+                return {"map": maps.half(), "position": frames.position[chunk]}
+
+            fill_shards(cache, compute, desc=f"{method.name} maps ({frames.source.split('-')[0]})")
+            finish(cache, lambda _: {"n": len(frames), "method": method.config()})
+        shards = list(cache.shards(("map", "position")))
         maps = torch.cat([s["map"] for s in shards]).float()
         positions = torch.cat([s["position"] for s in shards])
         if not torch.equal(positions, frames.position):

@@ -51,6 +51,9 @@ class Attribution(abc.ABC):
     """
 
     name: str = "attribution"
+    # Part of the map cache's key (with the method's own): bump it when the shared computation (the per-sample
+    # normalization, the target choice) changes what maps come out, so their cached maps are recomputed.
+    cache_version: int = 1
 
     def __init__(self, percentile: float = 99.0, abs: bool = False, name: str | None = None) -> None:
         if name:

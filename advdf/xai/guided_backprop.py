@@ -14,6 +14,7 @@ from advdf.xai.base import Attribution, register_xai
 @register_xai
 class GuidedBackprop(Attribution):
     name = "guided_backprop"
+    cache_version = 1  # bump when this method's maps change (its cached maps are then recomputed)
 
     def build(self, model):
         return CaptumGuidedBackprop(model)

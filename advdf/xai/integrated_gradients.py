@@ -20,6 +20,7 @@ class IntegratedGradients(Attribution):
     """
 
     name = "integrated_gradients"
+    cache_version = 1  # bump when this method's maps change (its cached maps are then recomputed)
 
     def __init__(self, n_steps: int = 50, internal_batch_size: int | None = None, baseline: float = 0.0,
                  method: str = "gausslegendre", percentile: float = 99.0, abs: bool = False,

@@ -11,6 +11,7 @@ from advdf.xai.base import Attribution, register_xai
 @register_xai
 class Saliency(Attribution):
     name = "saliency"
+    cache_version = 1  # bump when this method's maps change (its cached maps are then recomputed)
 
     def __init__(self, percentile: float = 99.0, abs: bool = True, name: str | None = None) -> None:
         super().__init__(percentile, abs, name)

@@ -49,10 +49,10 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     for i, (det, variant, train_overrides) in enumerate(jobs, 1):
         log.info("[%d/%d] %s (%s)", i, len(jobs), det, variant)
         t0 = time.perf_counter()
-        metrics, reused = ensure_trained([*base, *detector_overrides(spec, det), f"augment={AUGMENT[variant]}",
-                                          *train_overrides])
-        report["runs"][f"{det}/{variant}"] = {"metrics": metrics, "reused": reused,
-                                              "wall_s": time.perf_counter() - t0}
+        trained = ensure_trained([*base, *detector_overrides(spec, det), f"augment={AUGMENT[variant]}",
+                                  *train_overrides])
+        report["runs"][f"{det}/{variant}"] = {"metrics": trained.metrics, "reused": trained.reused,
+                                              "run": str(trained.directory), "wall_s": time.perf_counter() - t0}
     report["wall_s"] = time.perf_counter() - t_start
 
     runs = report["runs"]

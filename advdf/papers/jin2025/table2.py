@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,8 +31,15 @@ from advdf.errors import ConfigError
 from advdf.jobs.attack import balanced_positions, cache_for, defense_target, run_attack
 from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.jobs.evaluate import evaluate_cached, evaluate_clean
-from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_trained, require_detectors
-from advdf.jobs.train import train_job
+from advdf.jobs.plan import (
+    AUGMENT,
+    Trained,
+    compose_config,
+    detector_overrides,
+    ensure_run,
+    ensure_trained,
+    require_detectors,
+)
 from advdf.models.checkpoint import file_digest
 from advdf.papers.jin2025.layout import (
     TABLE2_DEFENSES,
@@ -71,14 +77,10 @@ class Generations:
         return self.run + self.reused
 
 
-def ensure_denoiser(overrides: list[str]) -> tuple[dict, bool]:
-    """Train the denoiser of ``overrides`` (``task=denoiser defense=...``) unless its run already finished."""
-    cfg = compose_config("train", overrides)
-    out = Path(cfg.paths.denoiser_dir) / cfg.defense.name
-    if (out / "train_summary.json").is_file() and (out / "denoiser.safetensors").is_file():
-        log.info("reusing trained %s denoiser: %s", cfg.defense.name, out)
-        return json.loads((out / "train_summary.json").read_text())["metrics"], True
-    return train_job(cfg), False
+def ensure_denoiser(overrides: list[str]) -> Trained:
+    """Train the denoiser of ``overrides`` (``task=denoiser defense=... checkpoint=<detector weights>``) unless a
+    finished run with these settings exists (see :func:`advdf.jobs.plan.ensure_run`)."""
+    return ensure_run(compose_config("train", overrides))
 
 
 def _check_plan(spec: DictConfig, eval_cfg: DictConfig) -> None:
@@ -121,11 +123,12 @@ def _denoiser_overrides(spec: DictConfig) -> tuple[dict[str, list[str]], list[st
 
 
 def _grid_detector(det: str, ov: list[str], spec: DictConfig, eval_ov: list[str], store: CellStore,
-                   gens: Generations, adaptive_gens: Generations) -> dict:
-    """Every cell of one detector: its clean accuracies, the Table 2 rows and the adaptive rows."""
+                   gens: Generations, adaptive_gens: Generations, runs: dict[str, list[str]]) -> dict:
+    """Every cell of one detector: its clean accuracies, the Table 2 rows and the adaptive rows; ``runs`` holds the
+    overrides naming the trained weights of the base detector and its denoisers (``base``) and of the AugMix one."""
     timings: dict[str, float] = {}
-    eval_cfg = compose_config("evaluate", [*ov, *eval_ov])
-    aug_cfg = compose_config("evaluate", [*ov, *eval_ov, "variant=augmix"])
+    eval_cfg = compose_config("evaluate", [*ov, *eval_ov, *runs["base"]])
+    aug_cfg = compose_config("evaluate", [*ov, *eval_ov, "variant=augmix", *runs.get("augmix", [])])
     device = resolve_device(eval_cfg.device)
     datamodule = build_datamodule(eval_cfg)
     dataset = datamodule.dataset(eval_cfg.split)
@@ -271,19 +274,22 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Path:
     for det, det_train in spec.detectors.items():
         ov, train = [*base, *detector_overrides(spec, det)], [*train_base, *detector_overrides(spec, det)]
         t0 = time.perf_counter()
-        trained = {v: ensure_trained([*train, f"augment={AUGMENT[v]}", *det_train])[0]
+        trained = {v: ensure_trained([*train, f"augment={AUGMENT[v]}", *det_train])
                    for v in (("base", "augmix") if "augmix" in spec.columns else ("base",))}
         t1 = time.perf_counter()
-        denoisers = {name: ensure_denoiser([*train, *o])[0] for name, o in train_ov.items()}
+        denoisers = {name: ensure_denoiser([*train, *o, trained["base"].override()]) for name, o in train_ov.items()}
         t2 = time.perf_counter()
-        grid = _grid_detector(det, ov, spec, eval_ov, store, gens, adaptive_gens)
+        runs = {v: [t.override()] for v, t in trained.items()}
+        runs["base"] += [t.override(f"defenses.{name}.checkpoint") for name, t in denoisers.items()]
+        grid = _grid_detector(det, ov, spec, eval_ov, store, gens, adaptive_gens, runs)
         for r in grid["rows"]:
             ours[(det, r["attack"], r["defense"])] = r["f2f"]
         for r in grid["adaptive"]:
             adaptive.append({"detector": det, "attack": r["attack"], "defense": r["defense"],
                              "non_adaptive": ours.get((det, r["attack"], r["defense"])), "adaptive": r["f2f"]})
         report["detectors"][det] = {
-            "train": trained, "denoisers": denoisers, "n": grid["n"],
+            "train": {v: t.metrics for v, t in trained.items()},
+            "denoisers": {name: t.metrics for name, t in denoisers.items()}, "n": grid["n"],
             "clean": {r["defense"]: r["f2f"] for r in grid["clean"]},
             "wall_s": {"detectors": t1 - t0, "denoisers": t2 - t1, **grid["timings"]}}
         log.info("table2: %s done (%.0f s)", det, time.perf_counter() - t0)

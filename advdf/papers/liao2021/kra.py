@@ -71,10 +71,12 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     out_dir = Path(plan.paths.results_dir) / f"kra_{scale}"
     report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "detectors": {}}
     t_start = time.perf_counter()
+    weights: dict[str, list[str]] = {}  # per detector, the override naming its trained run's weights
     for det, train_overrides in spec.detectors.items():
         t0 = time.perf_counter()
-        metrics, _ = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
-        report["detectors"][det] = {"train": metrics, "train_wall_s": time.perf_counter() - t0, "attacks": {}}
+        trained = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
+        weights[det] = [trained.override()]
+        report["detectors"][det] = {"train": trained.metrics, "train_wall_s": time.perf_counter() - t0, "attacks": {}}
     report["train_wall_s"] = time.perf_counter() - t_start
 
     t_attacks = time.perf_counter()
@@ -83,7 +85,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     cfgs: dict[str, DictConfig] = {}
     datamodules = {}
     for det in spec.detectors:
-        cfgs[det] = compose_config("attack", [*base, *detector_overrides(spec, det)])
+        cfgs[det] = compose_config("attack", [*base, *detector_overrides(spec, det), *weights[det]])
         datamodules[det] = build_datamodule(cfgs[det])
     for det in spec.sources:
         device = resolve_device(cfgs[det].device)
@@ -91,7 +93,7 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
         dataset = datamodules[det].dataset(cfgs[det].split)
         positions = selected_positions(dataset, cfgs[det].limit)
         for name in dict.fromkeys([*spec.attacks, spec.transfer_attack]):
-            cfg = compose_config("attack", [*base, *detector_overrides(spec, det), f"attack={name}"])
+            cfg = compose_config("attack", [*base, *detector_overrides(spec, det), f"attack={name}", *weights[det]])
             t1 = time.perf_counter()
             summary = run_attack(cfg, cfg.attack, datamodule=datamodules[det])
             built = instantiate(cfg.attack)(model=detector)  # the resolved budget and norm, for the re-check
@@ -143,11 +145,9 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
 def _transfer_cells(spec: DictConfig, cfgs: dict[str, DictConfig], datamodules: dict,
                     sets: dict[str, TransferSource], out_dir: Path) -> list[dict]:
     """The transfer matrix, reused from ``out_dir`` when its inputs (sets, weights, data) are unchanged."""
-    import inspect
+    from advdf.jobs.transfer import TRANSFER_VERSION
 
-    from advdf.jobs import transfer as transfer_module
-
-    key = {"code": digest(inspect.getsource(transfer_module)),
+    key = {"transfer_version": TRANSFER_VERSION,
            "sets": {d: str(s.cache.directory) for d, s in sets.items()},
            "targets": {d: {"weights_sha256": file_digest(c.checkpoint),
                            "rows": [r["row"] for r in datamodules[d].dataset(c.split).rows]}

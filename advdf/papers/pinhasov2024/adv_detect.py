@@ -5,15 +5,14 @@
 
 Training data (seed 001): real crops of the training split and fake crops attacked with PGD toward "real"; only the
 crops g calls real reach d (:meth:`FrameSet.routed`), each with g's attribution map. A fraction of the crops is held
-out for validation (``val/loss`` picks the checkpoint). Weights: ``${adv_detector_dir}/adv_detector.safetensors``.
+out for validation (``val/loss`` picks the checkpoint). Weights: ``adv_detector.safetensors`` in the run directory
+``<g's run>/adv_detectors/<adv_detector.name>/<xai.name>-<digest>`` (:mod:`advdf.jobs.runs`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -25,10 +24,16 @@ from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from advdf.errors import CheckpointError, ConfigError
 from advdf.jobs.attack import balanced_positions
-from advdf.jobs.common import build_datamodule, fit_resumable, load_trained_detector, resolve_device
+from advdf.jobs.common import (
+    build_datamodule,
+    fit_resumable,
+    load_trained_detector,
+    record_run_dir,
+    resolve_device,
+)
+from advdf.jobs.runs import Run, run_of
 from advdf.jobs.xai_data import FrameSet, XaiData
 from advdf.metrics import vid_accuracy
-from advdf.models.checkpoint import file_digest
 from advdf.utils.io import atomic_write_json
 from advdf.xai.detect_resnet import ATTACKED, REAL
 
@@ -73,9 +78,10 @@ def train_adv_detector(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.adv_detector`` on maps of ``cfg.xai`` for g = ``cfg.model``; returns validation metrics."""
     pl.seed_everything(cfg.seed, workers=True)
     device = resolve_device(cfg.device)
-    out_dir = Path(cfg.adv_detector_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(cfg)
+    run = adv_detector_run(cfg, datamodule.identity_digest)
+    out_dir = run.open()
+    record_run_dir(cfg, out_dir)
     g = load_trained_detector(cfg, device)
     data = XaiData(cfg, datamodule, g, device)
     method = instantiate(cfg.xai)
@@ -116,37 +122,27 @@ def train_adv_detector(cfg: DictConfig) -> dict[str, float]:
                    if k.startswith("detector.")}, str(out_dir / WEIGHTS))
         atomic_write_json(out_dir / "train_summary.json", {
             "metrics": metrics, "best_checkpoint": best_path, "epochs": trainer.current_epoch, "crops": counts,
-            "backbone_init": detector.init, "train_attack": attacked.summary, "settings": settings(cfg),
+            "backbone_init": detector.init, "train_attack": attacked.summary, "run": run.digest,
             "config": OmegaConf.to_container(cfg, resolve=True)})
     log.info("adversarial detector weights: %s", out_dir / WEIGHTS)
     return metrics
 
 
-def settings(cfg: DictConfig) -> dict:
-    """What defines a trained adversarial detector: g's weights, the XAI method, the model, its data and training."""
-    pick = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("adv_detector", "xai", "adv_data", "module")}
-    return {"g_weights_sha256": file_digest(cfg.checkpoint), "data": cfg.data.name, "seed": cfg.seed,
-            "max_epochs": cfg.trainer.max_epochs, "max_steps": cfg.trainer.get("max_steps", -1), **pick}
+def adv_detector_run(cfg: DictConfig, identity_digest: str | None = None) -> Run:
+    """The run of ``cfg``'s adversarial detector: its digest covers g's weights, the XAI method, the model, its data
+    and training (see :func:`advdf.jobs.runs.settings_of`)."""
+    return run_of(cfg, identity_digest)
 
 
 def trained_summary(cfg: DictConfig) -> dict | None:
-    """The finished training run in ``cfg.adv_detector_dir``, or None; a run trained with other settings (another
-    g, XAI configuration, data or schedule) raises ConfigError rather than being reused or overwritten."""
-    out = Path(cfg.adv_detector_dir)
-    if not ((out / "train_summary.json").is_file() and (out / WEIGHTS).is_file()):
-        return None
-    summary = json.loads((out / "train_summary.json").read_text())
-    old, new = summary.get("settings", {}), json.loads(json.dumps(settings(cfg)))
-    changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
-    if changed:
-        raise ConfigError(f"{out} holds an adversarial detector trained with other {', '.join(changed)}; move it "
-                          "away (or give this configuration its own adv_detector.name) to train a new one")
-    return summary
+    """The finished training run of ``cfg``, or None; a directory recording other settings (another g, XAI
+    configuration, data or schedule) raises ConfigError rather than being reused or overwritten."""
+    return adv_detector_run(cfg).finished()
 
 
 def load_adv_detector(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
     """``cfg.adv_detector`` with its trained weights, in eval mode (no hub download: the weights replace them)."""
-    path = Path(cfg.adv_detector_dir) / WEIGHTS
+    path = adv_detector_run(cfg).weights
     if not path.is_file():
         raise CheckpointError(f"no trained adversarial detector at {path}; train it first: python train.py "
                               f"task=adv_detector model={cfg.model.name} xai={cfg.xai.name}")

@@ -27,11 +27,11 @@ from advdf.errors import ConfigError
 from advdf.jobs.attack import balanced_positions
 from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.jobs.plan import compose_config, detector_overrides, ensure_trained, require_detectors
-from advdf.jobs.xai_data import XaiData
+from advdf.jobs.xai_data import XaiData, xai_version
 from advdf.metrics import detection_report
 from advdf.models.checkpoint import file_digest
 from advdf.papers.pinhasov2024.adv_detect import (
-    WEIGHTS,
+    adv_detector_run,
     load_adv_detector,
     score_sets,
     train_adv_detector,
@@ -82,11 +82,13 @@ def _check_attacks(spec: DictConfig, cfg: DictConfig) -> None:
         raise ConfigError(f"reproduce.attacks {unknown} are not in xai_attacks ({', '.join(cfg.xai_attacks)})")
 
 
-def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str | None = None) -> DictConfig:
+def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str | None = None,
+               g: list[str] = ()) -> DictConfig:
+    """The adversarial-detector config of ``det`` (``g``: the override naming its trained weights)."""
     xai_overrides = [f"xai={xai}", *(f"xai.{o}" for o in spec.xai[xai])] if xai else []
     training = [*spec.training.get("all", []), *spec.training.get(table, [])]
     return compose_config("train", [*base, *detector_overrides(spec, det), "task=adv_detector",
-                                    f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *training])
+                                    f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *training, *g])
 
 
 def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
@@ -108,11 +110,12 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
     for det, train_overrides in spec.detectors.items():
         r = report["detectors"][det] = {"xai": {}}
         t0 = time.perf_counter()
-        metrics, reused = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
-        r["g"] = {"metrics": metrics, "reused": reused, "wall_s": time.perf_counter() - t0}
+        trained = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
+        g = [trained.override()]  # every later stage reads this run's weights
+        r["g"] = {"metrics": trained.metrics, "reused": trained.reused, "wall_s": time.perf_counter() - t0}
 
         t0 = time.perf_counter()
-        cfg = _stage_cfg(base, spec, det, table)
+        cfg = _stage_cfg(base, spec, det, table, g=g)
         device = resolve_device(cfg.device)
         datamodule = build_datamodule(cfg)
         data = XaiData(cfg, datamodule, load_trained_detector(cfg, device), device)
@@ -126,7 +129,7 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
         r["attacks_wall_s"] = time.perf_counter() - t0
 
         for xai in spec.xai:
-            xcfg = _stage_cfg(base, spec, det, table, xai)
+            xcfg = _stage_cfg(base, spec, det, table, xai, g=g)
             t0 = time.perf_counter()
             summary = trained_summary(xcfg)
             if summary is None:
@@ -134,9 +137,10 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
                 train_adv_detector(xcfg)
                 summary = trained_summary(xcfg)
             t1 = time.perf_counter()
-            key = {"weights": file_digest(Path(xcfg.adv_detector_dir) / WEIGHTS), "g": data.g_digest,
+            key = {"weights": file_digest(adv_detector_run(xcfg).weights), "g": data.g_digest,
                    "real": real.position.tolist(), "sets": {a: f.source for a, f in attacked.items()},
-                   "xai": OmegaConf.to_container(xcfg.xai, resolve=True)}
+                   "xai": OmegaConf.to_container(xcfg.xai, resolve=True),
+                   "xai_version": xai_version(instantiate(xcfg.xai))}  # the maps' version (see xai_data.xai_version)
             cells = store.get(key, det, xai)
             if cells is None:
                 d = load_adv_detector(xcfg, device)
