@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from advdf.errors import DataError
-from advdf.store import records
 from advdf.store.cache import CORE_FIELDS, AdversarialCache
 from advdf.store.locks import fill_shards, finish
+from advdf.utils import io as io_utils
 
 
 def _shard(n: int, seed: int = 0, **extra) -> dict[str, torch.Tensor]:
@@ -122,8 +122,8 @@ def test_a_verified_shard_is_hashed_once_per_process(tmp_path, monkeypatch):
     cache = _cache(tmp_path)
     _fill(cache)  # the writer knows each digest: no re-read
     calls = []
-    real = records.hashlib.sha256
-    monkeypatch.setattr(records.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    real = io_utils.hashlib.sha256
+    monkeypatch.setattr(io_utils.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
     assert cache.complete and cache.complete and len(list(cache.shards())) == 3
     assert calls == []
     _touch_later(cache.shard_path(0))  # same bytes, new mtime: hashed again, once, and still fine

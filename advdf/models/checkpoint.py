@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -13,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from advdf.errors import CheckpointError
+from advdf.utils.io import file_sha256
 
 
 def save_detector(model: nn.Module, path: str | Path) -> Path:
@@ -86,20 +86,6 @@ def load_detector_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, the identity of a checkpoint in cache keys.
-
-    Remembered per (path, size, modification time): a grid keys dozens of caches on one detector's weights.
-    """
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, the identity of a checkpoint in cache keys (remembered per path, size and mtime)."""
+    return file_sha256(path)

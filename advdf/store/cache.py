@@ -33,8 +33,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from advdf.errors import DataError
-from advdf.store.records import ShardRecord, fields_of, remember, shard_problem
-from advdf.utils.io import atomic_write_json, digest
+from advdf.store.records import ShardRecord, fields_of, shard_problem
+from advdf.utils.io import atomic_write_json, digest, remember_sha256
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class ShardedSet:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         sha = hashlib.sha256(data).hexdigest()
-        remember(path, sha)
+        remember_sha256(path, sha)
         record = ShardRecord(self.key_digest, i, sha, len(data), n, fields_of(tensors),
                              ShardRecord.writer_info(**writer))
         atomic_write_json(self.record_path(i), record.to_json())

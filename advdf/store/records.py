@@ -7,13 +7,12 @@ names another set or index (copied from elsewhere), or that has no record (its w
 renames) is reported with the reason and treated as missing: the next run recomputes it.
 
 Hashing a shard costs one read of it. A verified (path, size, modification time) is remembered for the life of
-the process, as :func:`advdf.models.checkpoint.file_digest` does for weights, so a job that checks a set and
+the process (:func:`advdf.utils.io.file_sha256`), so a job that checks a set and
 then reads it hashes each shard once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -22,29 +21,7 @@ from pathlib import Path
 
 import torch
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 of those bytes
-
-
-def _stat_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def remember(path: Path, sha256: str) -> None:
-    """Note that ``path`` as it is now (size, modification time) hashes to ``sha256`` (its writer knows)."""
-    _VERIFIED[_stat_key(path)] = sha256
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of ``path``, remembered per (path, size, modification time)."""
-    key = _stat_key(path)
-    if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _VERIFIED[key] = h.hexdigest()
-    return _VERIFIED[key]
+from advdf.utils.io import file_sha256
 
 
 def fields_of(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:

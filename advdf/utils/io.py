@@ -26,3 +26,30 @@ def digest(obj: Any, length: int = 12) -> str:
     """A short stable hash of a JSON-serializable object (cache keys)."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+_SHA256: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 of those bytes
+
+
+def _stat_key(path: str | Path) -> tuple[str, int, int]:
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def remember_sha256(path: str | Path, sha256: str) -> None:
+    """Note that ``path`` as it is now (size, modification time) hashes to ``sha256`` (its writer knows)."""
+    _SHA256[_stat_key(path)] = sha256
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, remembered per (path, size, modification time) for the life of the process: a grid keys
+    dozens of caches on one detector's weights, and a job that checks a set and then reads it hashes each shard
+    once."""
+    key = _stat_key(path)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
