@@ -24,10 +24,11 @@ def _cells(path: Path) -> list[dict]:
     return list(csv.DictReader(open(path)))
 
 
-def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeypatch, capsys):
+def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVDF_ARTIFACTS", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    out = reproduce_table1("smoke", TINY_PLAN)
+    result = reproduce_table1("smoke", TINY_PLAN)
+    out = result.out_dir
     runs = {v: find_run(tmp_path / "checkpoints" / "ffpp_synthetic" / f"tiny_cnn_32px_{v}") for v in ("base", "augmix")}
     summaries = {v: json.loads((run / "train_summary.json").read_text()) for v, run in runs.items()}
     # the AugMix run trained with the AugMix data and loss
@@ -48,7 +49,7 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
     seed001 = {c["metric"]: c["ours"] for c in seed001_cells if c["detector"] == "tiny_cnn"}
     assert float(seed001["fake_f2f"]) == pytest.approx(summaries["base"]["metrics"]["test/f2f_fake"], abs=1e-5)
     assert (out / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = capsys.readouterr().out
+    printed = result.text  # the report the command line prints
     assert "| xception | — / 1.000 |" in printed and "| vgg16 | — / 0.955 | — / 0.960 |" in printed
 
     assert {r["run"] for r in json.loads((out / "report.json").read_text())["runs"].values()} >= {

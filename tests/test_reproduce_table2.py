@@ -66,8 +66,9 @@ def artifacts(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_grid_cells_are_recomputable_and_a_rerun_recomputes_nothing(artifacts, capsys):
-    out = reproduce_table2("smoke", TINY_GRID)
+def test_grid_cells_are_recomputable_and_a_rerun_recomputes_nothing(artifacts):
+    result = reproduce_table2("smoke", TINY_GRID)
+    out = result.out_dir
     report = json.loads((out / "report.json").read_text())
     g = report["generations"]
     # 2 attacks x (base detector, AugMix detector); a per-column generation would be 2 x 7
@@ -102,7 +103,7 @@ def test_grid_cells_are_recomputable_and_a_rerun_recomputes_nothing(artifacts, c
         assert (out / name).stat().st_size > 0
     for name in ("table2.png", "adaptive.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = capsys.readouterr().out
+    printed = result.text  # the report the command line prints
     assert "attack generations: 4 (4 run now, 0 read from the cache)" in printed and "would be 14" in printed
 
     # A finished grid: a rerun trains, attacks and evaluates nothing and prints the same cells.
@@ -132,7 +133,7 @@ def test_an_interrupted_grid_resumes_where_it_stopped(artifacts, monkeypatch):
     denoisers = {p: p.stat().st_mtime_ns for p in artifacts.glob("checkpoints/**/denoiser.safetensors")}
     assert len(denoisers) == 3
 
-    out = reproduce_table2("smoke", TINY_GRID)
+    out = reproduce_table2("smoke", TINY_GRID).out_dir
     g = json.loads((out / "report.json").read_text())["generations"]
     # fgsm (base, augmix) and pgd (base) were generated before the kill; only pgd against AugMix is left
     assert (g["run"], g["reused"]) == (1, 3)

@@ -115,9 +115,10 @@ def _stamps(paths) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in paths}
 
 
-def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artifacts, capsys):
+def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artifacts):
     _calibrate_detectors()
-    out3 = reproduce_xai("table3", "smoke", TINY_PLAN)
+    result3 = reproduce_xai("table3", "smoke", TINY_PLAN)
+    out3 = result3.out_dir
     cells3 = _cells(out3 / "table3.csv")
     rows = ("pgd_black", "pgd", "apgd", "square", "nes", "average")
     xai = ("guided_backprop", "input_x_gradient", "integrated_gradients", "saliency")
@@ -128,7 +129,7 @@ def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artif
     assert {(r["attack"], r["detector"], r["metric"]) for r in table2} == {
         (a, d, m) for a in ("pgd", "apgd", "square", "nes") for d in DETECTORS for m in ("vid", "f2f")}
     assert all(r["ours"] != "" for r in table2)
-    printed = capsys.readouterr().out
+    printed = result3.text  # the report the command line prints
     assert "Seed 001, Table 3" in printed and "Total Average" in printed and "Seed 001, Table 2" in printed
     detail_rows = json.loads((out3 / "detail.json").read_text())
     for d in DETECTORS:
@@ -160,7 +161,8 @@ def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artif
                       *artifacts.glob("checkpoints/**/detect_resnet50/**/adv_detector.safetensors")])
 
     # Table 4: only the head-only detectors are trained; attacked sets and maps are read back.
-    out4 = reproduce_xai("table4", "smoke", TINY_PLAN)
+    result4 = reproduce_xai("table4", "smoke", TINY_PLAN)
+    out4 = result4.out_dir
     cells4 = _cells(out4 / "table4.csv")
     assert set(cells4) == set(cells3) and all(v != "" for v in cells4.values())
     assert _stamps(stamps) == stamps
@@ -169,7 +171,7 @@ def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artif
     assert len(heads) == 2 * 4
     report = json.loads((out4 / "report.json").read_text())
     assert report["findings"]["finetune_beats_head"]["xai"] == 4
-    assert "finetuned beats head-only in" in capsys.readouterr().out
+    assert "finetuned beats head-only in" in result4.text
 
     # A rerun of Table 3 trains, attacks and evaluates nothing.
     cell_stamps = _stamps([*(out3 / "cells").iterdir(), *stamps, *heads])

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     set_repo_root()
     try:
-        TABLES[args.table](args.scale, args.overrides)
+        result = TABLES[args.table](args.scale, args.overrides)
     except Exception as err:
         user = user_error(err)
         if user is None and isinstance(err, (OverrideParseException, ConfigCompositionException)):
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {user}", file=sys.stderr)
         return 2
+    print(result.text, end="")  # the library returns its report; the command line prints it
     return 0
 
 

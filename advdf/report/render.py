@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -95,3 +97,25 @@ def long_csv(cells: Sequence[dict], keys: Sequence[str], metric: bool = True, ou
         writer.writerow({**c, "ours": "" if c["ours"] is None else format(c["ours"], ours_spec),
                          "paper": "" if c["paper"] is None else format(c["paper"], paper_spec)})
     return buf.getvalue()
+
+
+class Lines:
+    """The text a reproduce run reports, collected line by line (called like ``print``) and returned to the command
+    line, which prints it: library code returns its report instead of writing to stdout."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, *parts: object) -> None:
+        self.lines.append(" ".join(str(p) for p in parts))
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines) + "\n" if self.lines else ""
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    """What a reproduce target returns: where its tables and figures were written, and its printed report."""
+
+    out_dir: Path
+    text: str

@@ -17,7 +17,7 @@ from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_
 from advdf.papers.jin2025.layout import table1_cells, table1_markdown
 from advdf.papers.pinhasov2024.layout import pinhasov_table1_cells, pinhasov_table1_markdown
 from advdf.report.plots import ours_vs_paper_bars
-from advdf.report.render import long_csv
+from advdf.report.render import Lines, Reproduced, long_csv
 from advdf.report.wandb import log_wandb_tables
 from advdf.utils.io import atomic_write_json, atomic_write_text
 
@@ -33,9 +33,10 @@ def _check_training_plan(spec: DictConfig, groups: tuple[str, ...]) -> None:
 
 
 
-def reproduce_table1(scale: str, overrides: list[str]) -> Path:
+def reproduce_table1(scale: str, overrides: list[str]) -> Reproduced:
     """Seed 000's Table 1 (clean accuracy, base and AugMix training) and seed 001's Table 1 (clean Vid/F2F per
     class); every detector is trained once and reused by the other reproduce targets."""
+    say = Lines()
     base = [f"experiment=table1_{scale}", *overrides]
     plan = compose_config("train", base)
     spec = plan.reproduce
@@ -72,17 +73,17 @@ def reproduce_table1(scale: str, overrides: list[str]) -> Path:
     log_wandb_tables("table1", scale, out_dir, {"table1": (t1, ["detector", "variant"]),
                                                  "seed001_table1": (p1, ["detector"])})
     n_test = plan.data.test_per_class
-    print(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
+    say(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
     for key, r in runs.items():
-        print(f"  {key}: test acc {r['metrics'].get('test/acc', float('nan')):.3f} ({r['wall_s']:.0f} s"
+        say(f"  {key}: test acc {r['metrics'].get('test/acc', float('nan')):.3f} ({r['wall_s']:.0f} s"
               f"{', reused' if r['reused'] else ''})")
-    print(f"\nSeed 000, Table 1 — clean test accuracy ({plan.data.name}"
+    say(f"\nSeed 000, Table 1 — clean test accuracy ({plan.data.name}"
           f"{f', {n_test} real + {n_test} fake frames' if n_test else ''}); each cell: ours / paper; "
           "— = not computed\n")
-    print(md1)
-    print("Seed 001, Table 1 — clean detectors per true class: Vid = videos (majority vote over frames), "
+    say(md1)
+    say("Seed 001, Table 1 — clean detectors per true class: Vid = videos (majority vote over frames), "
           "F2F = frames; each cell: ours / paper\n")
-    print(mdp)
-    print(f"written: {out_dir}/table1.md, table1.csv, table1.png, seed001_table1.md, seed001_table1.csv, "
+    say(mdp)
+    say(f"written: {out_dir}/table1.md, table1.csv, table1.png, seed001_table1.md, seed001_table1.csv, "
           "report.json")
-    return out_dir
+    return Reproduced(out_dir, str(say))

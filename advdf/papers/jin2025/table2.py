@@ -51,7 +51,7 @@ from advdf.papers.jin2025.layout import (
     table2_markdown,
 )
 from advdf.report.plots import grid_heatmap
-from advdf.report.render import MISSING, grid_latex
+from advdf.report.render import MISSING, Lines, Reproduced, grid_latex
 from advdf.report.wandb import log_wandb_tables
 from advdf.store.cells import CellStore
 from advdf.utils.io import atomic_write_json, atomic_write_text
@@ -253,11 +253,12 @@ def _training_only(override: str) -> bool:
     return key == "trainer" or key.startswith("trainer.")
 
 
-def reproduce_table2(scale: str, overrides: list[str]) -> Path:
-    """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns the results directory.
+def reproduce_table2(scale: str, overrides: list[str]) -> Reproduced:
+    """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns where it wrote its outputs and its report.
 
     ``overrides`` reach every stage; trainer overrides only the training ones (detectors and denoisers).
     """
+    say = Lines()
     train_base = [f"experiment=table2_{scale}", *overrides]
     base = [o for o in train_base if not _training_only(o)]
     plan = compose_config("evaluate", base)
@@ -314,38 +315,38 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Path:
         "table2": (cells, ["detector", "attack", "defense"]),
         **({"table2_adaptive": (adaptive, ["detector", "attack", "defense", "non_adaptive", "adaptive"])}
            if adaptive else {})})
-    _print_summary(report, table2_markdown(cells, only_computed_rows=True), adaptive_md, out_dir)
-    return out_dir
+    _summary(say, report, table2_markdown(cells, only_computed_rows=True), adaptive_md, out_dir)
+    return Reproduced(out_dir, str(say))
 
 
-def _print_summary(report: dict, markdown: str, adaptive_md: str, out_dir: Path) -> None:
+def _summary(say: Lines, report: dict, markdown: str, adaptive_md: str, out_dir: Path) -> None:
     g = report["generations"]
-    print(f"reproduce-table2 ({report['scale']}): {report['wall_s']:.0f} s")
+    say(f"reproduce-table2 ({report['scale']}): {report['wall_s']:.0f} s")
     for det, r in report["detectors"].items():
         w = r["wall_s"]
-        print(f"  {det}: clean acc {r['clean'].get('na', float('nan')):.3f} on {r['n']} frames; "
+        say(f"  {det}: clean acc {r['clean'].get('na', float('nan')):.3f} on {r['n']} frames; "
               + ", ".join(f"{k} {v:.0f} s" for k, v in w.items()))
-    print(f"\nattack generations: {g['total']} ({g['run']} run now, {g['reused']} read from the cache), one per "
+    say(f"\nattack generations: {g['total']} ({g['run']} run now, {g['reused']} read from the cache), one per "
           f"detector x attack x attacked model; a generation per defense column would be {g['naive']}. "
           f"Adaptive: {g['adaptive_run']} run now, {g['adaptive_reused']} reused (one per detector x attack x "
           "defense).")
-    print("\nSeed 000, Table 2 — accuracy on attacked test sets; each cell: ours / paper; — = not computed "
+    say("\nSeed 000, Table 2 — accuracy on attacked test sets; each cell: ours / paper; — = not computed "
           "(rows not computed at all are in table2.md only)\n")
-    print(markdown)
+    say(markdown)
     if adaptive_md:
-        print("Adaptive attacks — accuracy of the defended detector; each cell: non-adaptive → adaptive (the attacker "
+        say("Adaptive attacks — accuracy of the defended detector; each cell: non-adaptive → adaptive (the attacker "
               "differentiates through the defense)\n")
-        print(adaptive_md)
+        say(adaptive_md)
     columns = [c for c in TABLE2_DEFENSES if any(c in r["clean"] for r in report["detectors"].values())]
-    print("Clean accuracy under each defense column (a defense that leaves the detector at one class scores about "
+    say("Clean accuracy under each defense column (a defense that leaves the detector at one class scores about "
           "0.500 on these balanced sets, attacked or not)\n")
-    print("| Detector | " + " | ".join(TABLE2_HEADERS.get(c, c) for c in columns) + " |")
-    print("|---|" + "---:|" * len(columns))
+    say("| Detector | " + " | ".join(TABLE2_HEADERS.get(c, c) for c in columns) + " |")
+    say("|---|" + "---:|" * len(columns))
     for det, r in report["detectors"].items():
-        print(f"| {det} | " + " | ".join(f"{r['clean'][c]:.3f}" if c in r["clean"] else MISSING for c in columns) + " |")
-    print()
-    print("Seed 000's findings, on these numbers:")
+        say(f"| {det} | " + " | ".join(f"{r['clean'][c]:.3f}" if c in r["clean"] else MISSING for c in columns) + " |")
+    say()
+    say("Seed 000's findings, on these numbers:")
     for line in report["findings"]:
-        print(f"  - {line}")
-    print(f"written: {out_dir}/table2.md, table2.csv, table2.tex, table2.png, adaptive.md, adaptive.csv, "
+        say(f"  - {line}")
+    say(f"written: {out_dir}/table2.md, table2.csv, table2.tex, table2.png, adaptive.md, adaptive.csv, "
           "adaptive.tex, adaptive.png, report.json")

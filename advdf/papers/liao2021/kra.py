@@ -27,7 +27,7 @@ from advdf.papers.liao2021.layout import (
     kra_table2_cells,
     kra_table2_markdown,
 )
-from advdf.report.render import long_csv
+from advdf.report.render import Lines, Reproduced, long_csv
 from advdf.report.wandb import log_wandb_tables
 from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text, digest
@@ -60,8 +60,9 @@ def _perceptibility(source: TransferSource) -> dict[str, float]:
     return {"pl0": torch.cat(pl0).mean().item(), "pl2": torch.cat(pl2).mean().item()}
 
 
-def reproduce_kra(scale: str, overrides: list[str]) -> Path:
-    """Seed 004's Tables 1 (white-box KRA) and 2 (transfer of KRA-PGD); returns the results directory."""
+def reproduce_kra(scale: str, overrides: list[str]) -> Reproduced:
+    """Seed 004's Tables 1 (white-box KRA) and 2 (transfer of KRA-PGD); returns where it wrote its outputs and its report."""
+    say = Lines()
     from advdf.attacks.kra import KRA
 
     base = [f"experiment=kra_{scale}", *overrides]
@@ -129,17 +130,17 @@ def reproduce_kra(scale: str, overrides: list[str]) -> Path:
     log_wandb_tables("kra", scale, out_dir, {"kra_table1": (table1, ["attack", "dataset", "network"]),
                                               "kra_table2": (table2, ["source", "target"])})
     n = next(iter(next(iter(report["detectors"].values()))["attacks"].values()), {}).get("n", 0)
-    print(_headline_kra(report))
-    print(f"\nSeed 004, Table 1 — white-box KRA; ours: {plan.data.name}, {n} test frames, in the rows of "
+    say(_headline_kra(report))
+    say(f"\nSeed 004, Table 1 — white-box KRA; ours: {plan.data.name}, {n} test frames, in the rows of "
           f"{spec.paper_dataset}; each cell: ours / paper; — = not computed (ours) or not in the paper\n")
-    print(md1)
-    print("PL0: share of pixels changed (any channel); PL2: root mean square of the perturbation on [0, 1]; "
+    say(md1)
+    say("PL0: share of pixels changed (any channel); PL2: root mean square of the perturbation on [0, 1]; "
           "Time: attack seconds per image\n")
-    print(f"Seed 004, Table 2 — transfer of {spec.transfer_attack}: accuracy of the target and ATR = "
+    say(f"Seed 004, Table 2 — transfer of {spec.transfer_attack}: accuracy of the target and ATR = "
           "ASR_target / ASR_source; rows: source (crafted on), columns: target; each cell: ours / paper\n")
-    print(md2)
-    print(f"written: {out_dir}/table1.md, table1.csv, table2.md, table2.csv, transfer.md, transfer.csv, report.json")
-    return out_dir
+    say(md2)
+    say(f"written: {out_dir}/table1.md, table1.csv, table2.md, table2.csv, transfer.md, transfer.csv, report.json")
+    return Reproduced(out_dir, str(say))
 
 
 def _transfer_cells(spec: DictConfig, cfgs: dict[str, DictConfig], datamodules: dict,

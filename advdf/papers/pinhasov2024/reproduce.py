@@ -47,7 +47,7 @@ from advdf.papers.pinhasov2024.layout import (
     pinhasov_xai_markdown,
 )
 from advdf.report.plots import grid_heatmap, roc_curves
-from advdf.report.render import long_csv
+from advdf.report.render import Lines, Reproduced, long_csv
 from advdf.report.wandb import log_wandb_tables
 from advdf.store.cells import CellStore
 from advdf.utils.entry import CONF_DIR
@@ -91,8 +91,9 @@ def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str
                                     f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *training, *g])
 
 
-def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
+def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
     """Seed 001's Table 3 (``table3``, finetuned) or Table 4 (``table4``, head only), and its Table 2."""
+    say = Lines()
     number = TABLES[table]
     base = [f"experiment=xai_{scale}", *overrides]
     plan = compose_config("train", base)
@@ -178,8 +179,8 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Path:
                                              "seed001_table2": (table2, ["attack", "detector"]),
                                              f"seed001_{table}_detail": (rows, list(rows[0]) if rows else [])},
                      images)
-    _print(report, md, md2, plan, number, out_dir)
-    return out_dir
+    _report(say, report, md, md2, plan, number, out_dir)
+    return Reproduced(out_dir, str(say))
 
 
 def _heatmap(cells: list[dict], path: Path, title: str) -> Path:
@@ -218,29 +219,29 @@ def findings(cells: list[dict], other_dir: Path, number: int) -> dict:
     return out
 
 
-def _print(report: dict, md: str, md2: str, plan: DictConfig, number: int, out_dir: Path) -> None:
-    print(f"reproduce-table{number} ({report['scale']}): {report['wall_s']:.0f} s")
+def _report(say: Lines, report: dict, md: str, md2: str, plan: DictConfig, number: int, out_dir: Path) -> None:
+    say(f"reproduce-table{number} ({report['scale']}): {report['wall_s']:.0f} s")
     for det, r in report["detectors"].items():
         g = r["g"]
         xai = [f"{x}: train {v['train_wall_s']:.0f} s, eval {v['eval_wall_s']:.0f} s" for x, v in r["xai"].items()]
-        print(f"  {det}: g {g['wall_s']:.0f} s{' (reused)' if g['reused'] else ''}; attacked sets "
+        say(f"  {det}: g {g['wall_s']:.0f} s{' (reused)' if g['reused'] else ''}; attacked sets "
               f"{r['attacks_wall_s']:.0f} s; real crops g calls real {r['real']['routed']}/{r['real']['n']}, attacked "
               + ", ".join(f"{a} {v['routed']}/{v['n']}" for a, v in r["attacks"].items()) + "; " + "; ".join(xai))
     f = report["findings"]
-    print(f"\nSeed 001, Table {number} — accuracy of Detect-ResNet50 ({CONFIG_NAMES[number]}) on real vs attacked "
+    say(f"\nSeed 001, Table {number} — accuracy of Detect-ResNet50 ({CONFIG_NAMES[number]}) on real vs attacked "
           f"crops that g calls real ({plan.data.name}); PGD-B: maps replaced by zeros; Average over PGD, APGD, "
           "Square, NES; each cell: ours / paper; — = not computed\n")
-    print(md)
-    print("Seed 001, Table 2 — share of attacked fake crops (F2F) and videos (Vid) the deepfake detector still calls "
+    say(md)
+    say("Seed 001, Table 2 — share of attacked fake crops (F2F) and videos (Vid) the deepfake detector still calls "
           "fake; each cell: ours / paper\n")
-    print(md2)
+    say(md2)
     m = f["maps_beat_pgd_b"]
-    print(f"findings: maps beat PGD-B in {m['wins']}/{m['pairs']} (detector, XAI) pairs"
+    say(f"findings: maps beat PGD-B in {m['wins']}/{m['pairs']} (detector, XAI) pairs"
           + (f" (mean gain {m['mean_gain']:+.3f})" if m["mean_gain"] is not None else "")
           + f"; hardest attack for d: {f['hardest_attack']} ("
           + ", ".join(f"{a} {v:.3f}" for a, v in f["attack_means"].items()) + ")"
           + (f"; finetuned beats head-only in {f['finetune_beats_head']['wins']}/{f['finetune_beats_head']['xai']} "
              "XAI columns (Total Average)" if "finetune_beats_head" in f else
              "; finetuned vs head-only: run the other table to compare"))
-    print(f"written: {out_dir}/table{number}.md, .csv, .png, seed001_table2.md, .csv, roc/*.png, detail.json, "
+    say(f"written: {out_dir}/table{number}.md, .csv, .png, seed001_table2.md, .csv, roc/*.png, detail.json, "
           "report.json")
