@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= smoke
 ARGS ?=
+DATA_SEEDS ?=
+# DATA_SEEDS=0,1,2: run a reproduce target once per synthetic data seed and compare findings and cells across them
+SEEDS_ARG := $(if $(strip $(DATA_SEEDS)),--data-seeds $(DATA_SEEDS))
 
 .PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-kra \
 	bench-attacks clean help
@@ -33,20 +36,20 @@ lint: $(STAMP)  ## ruff, and the import-layer contract (pyproject's [tool.import
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and seed 001 Table 1; SCALE=smoke|paper
-	$(PY) -m advdf.papers.reproduce table1 --scale $(SCALE) $(ARGS)
+reproduce-table1: $(STAMP)  ## seed 000 Table 1 (9 detectors, base + AugMix) and seed 001 Table 1; SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce table1 --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
-reproduce-table2: $(STAMP)  ## seed 000 Table 2 (9 detectors x 7 attacks x 11 defenses, denoisers trained) + adaptive grid; SCALE=smoke|paper
-	$(PY) -m advdf.papers.reproduce table2 --scale $(SCALE) $(ARGS)
+reproduce-table2: $(STAMP)  ## seed 000 Table 2 (9 detectors x 7 attacks x 11 defenses, denoisers trained) + adaptive grid; SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce table2 --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
-reproduce-table3: $(STAMP)  ## seed 001 Tables 3 and 2 (XAI maps + Detect-ResNet50 finetuned vs PGD/APGD/Square/NES); SCALE=smoke|paper
-	$(PY) -m advdf.papers.reproduce table3 --scale $(SCALE) $(ARGS)
+reproduce-table3: $(STAMP)  ## seed 001 Tables 3 and 2 (XAI maps + Detect-ResNet50 finetuned vs PGD/APGD/Square/NES); SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce table3 --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
-reproduce-table4: $(STAMP)  ## seed 001 Tables 4 and 2 (Detect-ResNet50 head only; reuses table3's sets and maps); SCALE=smoke|paper
-	$(PY) -m advdf.papers.reproduce table4 --scale $(SCALE) $(ARGS)
+reproduce-table4: $(STAMP)  ## seed 001 Tables 4 and 2 (Detect-ResNet50 head only; reuses table3's sets and maps); SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce table4 --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
-reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper
-	$(PY) -m advdf.papers.reproduce kra --scale $(SCALE) $(ARGS)
+reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce kra --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
 bench-attacks: $(STAMP)  ## time each attack against torchattacks on one model and batch (CPU or GPU)
 	$(PY) -m benchmarks.bench_attacks $(ARGS)

@@ -33,11 +33,15 @@ def vid_accuracy(pred: torch.Tensor, label: torch.Tensor, video: torch.Tensor) -
 
 
 def detection_report(pred: torch.Tensor, label: torch.Tensor, video: torch.Tensor) -> dict[str, float]:
-    """acc/f2f/vid overall and per class: keys ``f2f``, ``vid``, ``f2f_real``, ``vid_fake``, ..."""
+    """acc/f2f/vid overall and per class (keys ``f2f``, ``vid``, ``f2f_real``, ``vid_fake``, ...) and the sample
+    counts each rate is taken over (``n`` frames, ``n_real``, ``n_fake``, ``n_videos``, ``n_videos_real``,
+    ``n_videos_fake``), so a table can put a confidence interval beside the rate."""
     pred, label, video = pred.cpu(), label.cpu(), video.cpu()
     vp, vl = video_votes(pred, label, video)
-    out = {"f2f": f2f_accuracy(pred, label), "vid": f2f_accuracy(vp, vl)}
+    out = {"f2f": f2f_accuracy(pred, label), "vid": f2f_accuracy(vp, vl), "n": len(label), "n_videos": len(vl)}
     for cls, name in ((REAL, "real"), (FAKE, "fake")):
         out[f"f2f_{name}"] = f2f_accuracy(pred[label == cls], label[label == cls])
         out[f"vid_{name}"] = f2f_accuracy(vp[vl == cls], vl[vl == cls])
+        out[f"n_{name}"] = int((label == cls).sum())
+        out[f"n_videos_{name}"] = int((vl == cls).sum())
     return out

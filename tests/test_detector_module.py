@@ -148,3 +148,40 @@ def test_best_checkpoint_skips_epochs_that_are_not_selectable(tmp_path):
     trainer.fit(Probe(), data, data)
     assert best.best_model_score.item() == 2.0  # epochs 0 and 1 (val/loss 0 and 1) were never candidates
     assert (tmp_path / "best.ckpt").is_file() and (tmp_path / "last.ckpt").is_file()
+
+
+class _Trainer:
+    """What DetectorModule's validation hook reads of a Lightning Trainer during a fit."""
+
+    def __init__(self, batches: list[dict], max_epochs: int = 4) -> None:
+        self.train_dataloader, self.sanity_checking, self.max_epochs = batches, False, max_epochs
+        self.state = type("State", (), {"fn": "fit"})()
+
+
+def test_precise_batch_norm_replaces_the_running_averages_by_the_training_batches_statistics():
+    torch.manual_seed(0)
+    detector = create_detector("mesonet", input_size=32)
+    module = DetectorModule(detector, optimizer=ADAM, precise_bn_batches=2)
+    module._trainer = _Trainer([_batch(n=8) for _ in range(3)])
+    bn = next(m for m in detector.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    hook = bn.register_forward_hook(lambda m, args, out: seen.append(args[0].mean(dim=(0, 2, 3))))
+    module.on_validation_epoch_start()
+    hook.remove()
+    assert len(seen) == 2  # precise_bn_batches, not the whole loader
+    assert torch.allclose(bn.running_mean, torch.stack(seen).mean(0), atol=1e-5)
+    assert not detector.training and bn.momentum == 0.1
+    module.precise_bn_batches = 0
+    before = bn.running_mean.clone()
+    module.on_validation_epoch_start()
+    assert torch.equal(bn.running_mean, before)
+
+
+def test_the_test_reports_accuracy_under_jpeg_and_noise(tiny_model):
+    module = DetectorModule(tiny_model, optimizer=ADAM, test_jpeg_quality=75, test_noise_std=4 / 255)
+    x = F.interpolate(_batch()["image"][:, :, :4, :4], size=32, mode="bilinear")  # smooth, like a photograph
+    jpeg, noise = module.probes["jpeg"](x, 0), module.probes["noise"](x, 3)
+    assert jpeg.shape == x.shape and 0 < (jpeg - x).abs().mean() < 0.03
+    assert torch.equal(noise, module.probes["noise"](x, 3)) and not torch.equal(noise, module.probes["noise"](x, 4))
+    assert (noise - x).std().item() == pytest.approx(4 / 255, rel=0.2) and noise.min() >= 0 and noise.max() <= 1
+    assert not DetectorModule(tiny_model, optimizer=ADAM, test_jpeg_quality=None, test_noise_std=None).probes

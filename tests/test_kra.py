@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import nn
 
 from advdf.attacks.bim import BIM
 from advdf.attacks.checks import check_adversarial, perturbation_norms
@@ -17,6 +18,7 @@ from advdf.attacks.objectives import Context, Objective
 from advdf.attacks.pgd import PGD
 from advdf.attacks.registry import ATTACKS
 from advdf.errors import ConfigError
+from advdf.models.base import Detector
 from advdf.papers.liao2021.layout import KRA_TABLE1_METRICS, kra_table1_cells, kra_table1_markdown
 from advdf.utils.entry import CONF_DIR
 
@@ -275,6 +277,13 @@ def test_kra_pgd_config_builds_the_paper_schedule(tiny_model):
     assert built.inner.model is tiny_model and isinstance(built.inner.objective, KeyRegion)
     assert built.inner.steps == 20
     assert built.thresholds == pytest.approx([0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    assert built.min_map_side is None  # the paper's choice: every resolution
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="t"):
+        direct = compose("attack", overrides=["attack=kra_deepfool", "attack.min_map_side=8"])
+        planned = compose("attack", overrides=["experiment=kra_smoke", "attack=kra_pgd",
+                                               "+reproduce.kra_min_map_side=8"])  # one line of a reproduce plan
+    assert instantiate(direct.attack)(model=tiny_model).min_map_side == 8
+    assert instantiate(planned.attack)(model=tiny_model).min_map_side == 8
 
 
 def test_table1_layout_prints_paper_beside_ours_and_dashes():
@@ -292,3 +301,75 @@ def test_table1_layout_prints_paper_beside_ours_and_dashes():
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "Attack" not in ln]
     assert len(rows) == 8 + 1  # the paper's 8 rows and our extra MesoNet row
     assert all(ln.count("|") == len(KRA_TABLE1_METRICS) + 4 for ln in rows)
+
+
+@pytest.fixture
+def pyramid_model():
+    """A CNN whose convolutions run at 32, 16, 8, 4 and 2 px for a 32 px input: ResNet-50's five resolutions at
+    the smoke side of 64 px (32 ... 2), down to the 2 x 2 deepest map."""
+    torch.manual_seed(0)
+    layers, c = [], 3
+    for i in range(5):
+        layers += [nn.Conv2d(c, 8, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+        c = 8
+    backbone = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 2))
+    return Detector(backbone, input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3).eval()
+
+
+PYRAMID = ["backbone.0", "backbone.2", "backbone.4", "backbone.6", "backbone.8"]  # 32, 16, 8, 4, 2 px
+
+
+def test_a_2x2_map_alone_covers_a_sixteenth_of_the_image_at_the_first_threshold(pyramid_model, images):
+    """Why PL0 is ~25 % at 64 px: upsampled, the max cell of a 2 x 2 map fills its corner block (a quarter of the
+    cell, 1/16 of the image) with exactly 1, so that layer's mask alone covers >= 1/16 at any threshold below 1,
+    whatever the gradients; the paper's rule puts the deepest layer in the union, so the key region does too."""
+    x, y = images
+    kra = KRA(pyramid_model, attack=bim())
+    maps, _ = kra.layer_maps(x, y)
+    assert kra.layers_used == PYRAMID
+    deep = key_region(maps[:, -1:], kra.thresholds[0]).float().mean((1, 2, 3))
+    assert (deep >= 1 / 16).all()
+    m = maps[:, -1]
+    corners = torch.stack([m[:, :8, :8], m[:, :8, -8:], m[:, -8:, :8], m[:, -8:, -8:]], 1)  # (6, 4, 8, 8)
+    assert (corners == 1).flatten(2).all(2).any(1).all()  # in every sample one 8 x 8 corner block is exactly 1
+    union = key_region(maps, kra.thresholds[0]).float().mean((1, 2, 3))
+    assert (union >= deep).all()
+
+
+def test_min_map_side_leaves_out_the_coarse_maps_and_shrinks_the_key_region(pyramid_model, images):
+    x, y = images
+    full = KRA(pyramid_model, attack=bim())
+    maps, _ = full.layer_maps(x, y)
+    kra = KRA(pyramid_model, attack=bim(), min_map_side=8)
+    kept, _ = kra.layer_maps(x, y)
+    assert kra.layers_used == PYRAMID[:3]  # 32, 16 and 8 px: the 4 x 4 and 2 x 2 maps are left out
+    assert torch.equal(kept, maps[:, :3])  # the kept layers' maps are unchanged
+    for t in kra.thresholds:  # a union over fewer layers: a subset of the default mask at every threshold
+        small, large = key_region(kept, t), key_region(maps, t)
+        assert not (small & ~large).any()
+    first = kra.thresholds[0]
+    assert key_region(kept, first).sum() < key_region(maps, first).sum()
+    assert KRA(pyramid_model, attack=bim(), min_map_side=2).layer_maps(x, y)[0].shape[1] == 5  # all maps >= 2
+
+    with pytest.raises(ConfigError, match="no convolution"):
+        KRA(pyramid_model, attack=bim(), min_map_side=64).layer_maps(x, y)
+    with pytest.raises(ConfigError, match="explicit layers"):
+        KRA(pyramid_model, layers=PYRAMID[:2], min_map_side=8)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="min_map_side"):
+            KRA(pyramid_model, min_map_side=bad)
+
+
+def test_kra_pgd_with_min_map_side_keeps_the_budget_and_the_key_region(pyramid_model, images):
+    x, _ = images
+    y = pyramid_model(x).argmax(1)  # every sample starts correctly classified
+    kra = KRA(pyramid_model, attack=functools.partial(PGD, eps=EPS, alpha=2 / 255, steps=3), min_map_side=8)
+    torch.manual_seed(0)
+    out = kra.run(x, y)
+    check_adversarial(out.x_adv, x, EPS, "linf")
+    assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
+    assert torch.allclose(out.logits, pyramid_model(out.x_adv), atol=1e-5)
+    maps, _ = kra.layer_maps(x, y)
+    t_used = torch.where(kra.success_threshold.isnan(), torch.tensor(kra.thresholds[-1]), kra.success_threshold)
+    changed = (out.x_adv != x).any(1)
+    assert changed.any() and not (changed & ~(maps > t_used[:, None, None, None]).any(1)).any()

@@ -106,6 +106,20 @@ def test_grid_cells_are_recomputable_and_a_rerun_recomputes_nothing(artifacts):
     printed = result.text  # the report the command line prints
     assert "attack generations: 4 (4 run now, 0 read from the cache)" in printed and "would be 14" in printed
 
+    # marks: the base detector's clean test accuracy on every row, the AugMix detector's on the AugMix column
+    clean = {v: report["detectors"]["tiny_cnn"]["train"][v]["test/acc"] for v in ("base", "augmix")}
+    rows = [r for r in csv.DictReader(open(out / "table2.csv")) if r["detector"] == "tiny_cnn" and r["ours"]]
+    for r in rows:
+        acc = clean["augmix" if r["defense"] == "augmix" else "base"]
+        assert float(r["clean_acc"]) == pytest.approx(acc, abs=1e-4) and r["below_threshold"] == str(acc < 0.85)
+        assert r["n"] == "8" and float(r["lo"]) <= float(r["ours"]) <= float(r["hi"])
+    assert ("| tiny_cnn† | fgsm |" in printed) == (clean["base"] < 0.85)
+    assert all(r["n"] == "8" and r["lo"] for r in adaptive)
+    found = {(f["key"], f["scope"]) for f in report["findings"]}
+    assert found == {(k, s) for k in ("na_near_zero", "hgd_td_best_pgd_bim", "smoothing_augmix_best_deepfool",
+                                      "jpeg70_ge_jpeg90") for s in ("all", "strong")}
+    assert result.findings and set(result.tables) == {"table2", "table2_adaptive"}
+
     # A finished grid: a rerun trains, attacks and evaluates nothing and prints the same cells.
     cells_dir = out / "cells"
     stamps = {p: p.stat().st_mtime_ns for p in [*cells_dir.iterdir(), *artifacts.glob("checkpoints/**/*.safetensors")]}

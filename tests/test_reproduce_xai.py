@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from advdf.errors import ConfigError
 from advdf.papers.pinhasov2024.reproduce import reproduce_xai
+from advdf.report.render import CSV_EXTRA
 from tests.helpers.scripts import TINY_DATA
 
 pytestmark = pytest.mark.slow
@@ -108,7 +109,8 @@ def _recompute_pgd_saliency_cell(artifacts: Path) -> float:
 
 
 def _cells(path: Path) -> dict[tuple[str, ...], str]:
-    return {tuple(r[k] for k in r if k not in ("metric", "ours", "paper")): r["ours"] for r in csv.DictReader(open(path))}
+    values = {"metric", "ours", "paper", *CSV_EXTRA}  # the cell's key is what is left
+    return {tuple(r[k] for k in r if k not in values): r["ours"] for r in csv.DictReader(open(path))}
 
 
 def _stamps(paths) -> dict[Path, int]:
@@ -170,7 +172,19 @@ def test_tables_3_and_4_are_computed_in_full_and_share_their_sets_and_maps(artif
     heads = list(artifacts.glob("checkpoints/**/detect_resnet50_head/**/adv_detector.safetensors"))
     assert len(heads) == 2 * 4
     report = json.loads((out4 / "report.json").read_text())
-    assert report["findings"]["finetune_beats_head"]["xai"] == 4
+    found = {(f["key"], f["scope"]): f for f in report["findings"]}
+    assert found["finetune_beats_head", "all"]["values"]["xai"] == 4
+    assert {k for k, _ in found} == {"maps_beat_pgd_b", "square_hardest", "finetune_beats_head"}
+    # every g is marked by its clean accuracy, and a finding over the strong g's is judged (or says none is)
+    clean = {d: report["detectors"][d]["g"]["metrics"]["test/acc"] for d in DETECTORS}
+    strong = found["maps_beat_pgd_b", "strong"]
+    assert strong["values"]["rows"] == [d for d in ("tiny_cnn", "mesonet") if clean[d] >= 0.85]
+    for d in DETECTORS:
+        assert (f"| {d}† |" in result4.text) == (clean[d] < 0.85)
+    cells4_rows = list(csv.DictReader(open(out4 / "table4.csv")))
+    assert all(r["below_threshold"] == str(clean[r["detector"]] < 0.85) for r in cells4_rows if r["detector"] != "all")
+    rate = next(r for r in cells4_rows if (r["detector"], r["attack"], r["xai"]) == ("tiny_cnn", "pgd", "saliency"))
+    assert int(rate["n"]) == detail["tiny_cnn", "saliency", "pgd"]["n_routed"] and rate["lo"] and rate["hi"]
     assert "finetuned beats head-only in" in result4.text
 
     # A rerun of Table 3 trains, attacks and evaluates nothing.

@@ -180,7 +180,7 @@ def test_head_only_training_on_cached_embeddings_equals_training_through_the_fro
 
 
 def test_recalibrated_batchnorm_holds_the_statistics_of_the_current_weights():
-    from advdf.lit.adv_detector_module import recalibrate_batchnorm
+    from advdf.lit.batchnorm import recalibrate_batchnorm
 
     d = _tiny_detect(False).train()
     batches = [(torch.rand(4, 3, 32, 32) * 3, torch.rand(4, 3, 32, 32)) for _ in range(3)]

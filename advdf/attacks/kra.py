@@ -10,6 +10,23 @@ class the attack moves away from: the true class (untargeted), or minus the logi
 the same map as the other class's logit for a two-logit detector). All layers' gradients come from one
 forward and one backward pass.
 
+Eq. 6's operator is lost in the seed's text extraction; advdf reads it as the union (Fig. 2: the layers' masks are
+"combined" into M; a mask is then never empty, as the max cell of every map exceeds any t < 1). The text's claim
+that MLSKRS keeps fewer pixels than the last layer's heatmap alone can then hold only through Alg. 2 (the shallow
+layers' key pixels letting the attack succeed at a higher threshold, where the deep region is still small); it
+would hold outright for an intersection, but that reading (nearly) empties the mask at t >= 0.7 on the smoke
+frames, and KRA-PGD then succeeds only at t <= 0.4 (benchmarks/kra_pl0.py measures both).
+
+Key-region size and input side. At t = 0.8 the mask is dominated by the deepest chosen layer: upsampled, a high
+cell of an s x s map spreads over about (input side / s)^2 pixels, and a cell at a corner fills its outer quarter
+with exactly its value. Seed 004's own PL0 (0.9 % of 224^2 pixels, ResNet-50) is 0.44 of one cell of ResNet-50's
+7 x 7 deepest map. At advdf's smoke side of 64 px that map is 2 x 2, so its mask alone covers at least 1/16 of
+the image and 24 % on the trained smoke ResNet-50 (KRA-PGD PL0 27 %; its 4 x 4 map at 128 px: 14 %, PL0 21 %):
+the size comes from the input side, not from a departure from Alg. 1. The schedule adds to it: the signed sum is
+mostly near zero, which min-max puts near 0.5, so the mask grows fast as t falls (64 px: 27 % at 0.8, 78 % at
+0.5). ``min_map_side`` leaves the coarse maps out (a departure the caller chooses; measured by
+benchmarks/kra_pl0.py).
+
 KRA (Alg. 2): the inner attack runs on the masked pixels only; for the samples it has not fooled, the
 threshold drops by ``threshold_step`` down to ``threshold_floor`` (the key region grows) and the inner attack
 runs again. advdf attacks the detector through ``g(z) = model(x + M * (z - x))`` (the inner attack's objective
@@ -39,6 +56,14 @@ Args:
         paper prescribes (the paper names no layers). timm's ResNet-50: the stem ``conv1``, ``layer{2,3,4}.0.conv1``
         (the last 1x1 convolution before each stride-2 block) and ``layer4.2.conv3``; MesoNet: its four
         convolutions.
+    min_map_side: with ``layers=None`` only: leave out the resolutions whose map has a shorter side below this
+        many cells (``None``: keep every resolution, the paper's shallow-to-deep choice). A deep map of very
+        few cells (ResNet-50's 2 x 2 at 64 px input) has, after upsampling, one high cell covering a quarter
+        of the image, so its mask alone is ~24 % of the pixels at ``t = 0.8``; at the paper's 224 px the same
+        layer is 7 x 7 and a cell is 2 % of the image. A small-input run can set 8 to keep the shallow layers
+        and the maps of at least 8 x 8 (ResNet-50 at 64 px: 32, 16 and 8; MesoNet's maps are all >= 8 there);
+        a departure from the paper, which names no layers but asks for deep ones: at 224 px it would drop
+        ResNet-50's 7 x 7 map too.
     threshold: initial attack threshold t (paper: 0.8).
     threshold_step: reduction step of the threshold (paper: 0.1).
     threshold_floor: lowest threshold (paper: 0.1).
@@ -152,7 +177,7 @@ class KRA(Attack):
 
     def __init__(self, model: nn.Module, attack: Callable[..., Attack] | str | None = None,
                  layers: Sequence[str] | str | None = None, threshold: float = 0.8, threshold_step: float = 0.1,
-                 threshold_floor: float = 0.1, **kwargs) -> None:
+                 threshold_floor: float = 0.1, min_map_side: int | None = None, **kwargs) -> None:
         if not 0.0 <= threshold_floor <= threshold <= 1.0:
             raise ConfigError(f"KRA needs 0 <= threshold_floor <= threshold <= 1, got threshold={threshold}, "
                               f"threshold_floor={threshold_floor}")
@@ -188,6 +213,13 @@ class KRA(Attack):
                                   f"{list(self._convs)[:3]} ... {list(self._convs)[-2:]}")
         elif not self._convs:
             raise ConfigError("KRA needs a model with nn.Conv2d layers for its key-region maps")
+        if min_map_side is not None:
+            if isinstance(min_map_side, bool) or not isinstance(min_map_side, int) or min_map_side < 1:
+                raise ConfigError(f"KRA min_map_side must be a positive integer or null, got {min_map_side!r}")
+            if self.layers is not None:
+                raise ConfigError("KRA min_map_side filters the automatic layer choice; it cannot be combined "
+                                  f"with explicit layers {self.layers}")
+        self.min_map_side = min_map_side
         self.thresholds = threshold_schedule(threshold, threshold_step, threshold_floor)
         self._auto_layers: dict[tuple[int, int], list[str]] = {}  # input (H, W) -> chosen layers
         self.layers_used: list[str] = []
@@ -227,7 +259,7 @@ class KRA(Attack):
             for h in handles:
                 h.remove()
         if chosen is None:
-            chosen = self._auto_layers[size] = _last_per_resolution(outputs)
+            chosen = self._auto_layers[size] = _last_per_resolution(outputs, self.min_map_side)
         twice = [n for n in chosen if len(outputs.get(n, ())) != 1]
         if twice:
             raise ConfigError(f"KRA layers {twice} ran {[len(outputs.get(n, ())) for n in twice]} times in one "
@@ -292,10 +324,15 @@ def _builder(attack: Callable[..., Attack] | str | None) -> Callable[..., Attack
     return attack
 
 
-def _last_per_resolution(outputs: dict[str, list[torch.Tensor]]) -> list[str]:
-    """The last convolution to run at each output resolution, in the order the resolutions first appear."""
+def _last_per_resolution(outputs: dict[str, list[torch.Tensor]], min_side: int | None = None) -> list[str]:
+    """The last convolution to run at each output resolution, in the order the resolutions first appear;
+    with ``min_side``, only the resolutions whose shorter side has at least ``min_side`` cells."""
     last: dict[tuple[int, int], str] = {}
     for name, outs in outputs.items():  # hooks fired in execution order; dicts keep first-insertion order
         for out in outs:
             last[(out.shape[-2], out.shape[-1])] = name
-    return list(last.values())
+    kept = [name for hw, name in last.items() if min_side is None or min(hw) >= min_side]
+    if not kept:
+        raise ConfigError(f"KRA min_map_side={min_side}: no convolution of the model has a map that large at "
+                          f"this input (resolutions: {list(last)})")
+    return kept

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
@@ -11,11 +13,19 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from advdf.defenses import JPEG
 from advdf.errors import ConfigError
+from advdf.lit.batchnorm import recalibrate_batchnorm
 from advdf.lit.losses import augmix_loss, batch_hard_triplet_loss
 from advdf.metrics import detection_report
 
 OBJECTIVES = ("auto", "ce", "triplet")
+
+
+def _noisy(x: torch.Tensor, batch_idx: int, std: float) -> torch.Tensor:
+    """``x`` plus Gaussian noise of ``std``, the same draw for the same batch on every run, clipped to [0, 1]."""
+    generator = torch.Generator().manual_seed(batch_idx)
+    return (x + std * torch.randn(x.shape, generator=generator).to(x)).clamp(0, 1)
 
 
 class DetectorModule(pl.LightningModule):
@@ -29,6 +39,11 @@ class DetectorModule(pl.LightningModule):
       classifier alone over the frozen embedding.
 
     Validation and test always report cross-entropy of the whole detector (``val/loss`` picks the checkpoint).
+    Before each validation of a fit the batch-norm statistics are re-estimated over up to ``precise_bn_batches``
+    training batches with the current weights (:func:`advdf.lit.batchnorm.recalibrate_batchnorm`): a short run
+    moves the weights faster than the running averages follow, and validation, checkpoint selection, the saved
+    weights and the test then see the statistics of the model they normalize. A triplet run's head epochs keep
+    the statistics its (frozen) embedding had when the head started training.
 
     Args:
         detector: the built detector (input in [0, 1], logits (N, 2)).
@@ -38,6 +53,11 @@ class DetectorModule(pl.LightningModule):
         jsd_weight: weight of the AugMix consistency term (Hendrycks et al.: 12).
         triplet_margin: margin of the triplet loss between unit-norm embeddings (distances lie in [0, 2]).
         head_epochs: epochs at the end of a triplet run that train only the classifier.
+        precise_bn_batches: training batches for the batch-norm statistics before each validation (0: keep the
+            running averages).
+        test_jpeg_quality: the test also reports accuracy on JPEG-compressed crops at this quality
+            (``test/acc_jpeg``), so a detector whose cue exists only in exact pixel values shows it; None: off.
+        test_noise_std: likewise with Gaussian pixel noise of this std, a fixed draw (``test/acc_noise``).
     """
 
     def __init__(
@@ -49,14 +69,18 @@ class DetectorModule(pl.LightningModule):
         jsd_weight: float = 12.0,
         triplet_margin: float = 0.5,
         head_epochs: int = 1,
+        precise_bn_batches: int = 0,
+        test_jpeg_quality: int | None = 75,
+        test_noise_std: float | None = 4 / 255,
     ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ConfigError(f"module.objective={objective!r} is unknown; choose one of {OBJECTIVES}")
         if objective == "auto":
             objective = getattr(detector, "objective", "ce")
-        if head_epochs < 0 or jsd_weight < 0 or triplet_margin < 0:
-            raise ConfigError("module.head_epochs, module.jsd_weight and module.triplet_margin must be >= 0")
+        if head_epochs < 0 or jsd_weight < 0 or triplet_margin < 0 or precise_bn_batches < 0:
+            raise ConfigError("module.head_epochs, module.jsd_weight, module.triplet_margin and "
+                              "module.precise_bn_batches must be >= 0")
         if objective == "triplet" and head_epochs < 1:
             raise ConfigError("module.head_epochs must be >= 1 with the triplet objective: only those epochs train "
                               "the classifier")
@@ -69,6 +93,15 @@ class DetectorModule(pl.LightningModule):
         self.jsd_weight = jsd_weight
         self.triplet_margin = triplet_margin
         self.head_epochs = head_epochs
+        self.precise_bn_batches = int(precise_bn_batches)
+        probes: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {}
+        if test_jpeg_quality is not None:
+            jpeg = JPEG(quality=test_jpeg_quality)
+            probes["jpeg"] = lambda x, _: jpeg(x)
+        if test_noise_std:
+            probes["noise"] = partial(_noisy, std=float(test_noise_std))
+        self.probes = probes
+        self.probe_metrics = nn.ModuleDict({name: BinaryAccuracy() for name in probes})
         metrics = MetricCollection({"acc": BinaryAccuracy(), "auc": BinaryAUROC()})
         # One metric object per stage ("train" cannot be a ModuleDict key: it shadows Module.train).
         self.train_metrics = metrics.clone(prefix="train/")
@@ -95,6 +128,16 @@ class DetectorModule(pl.LightningModule):
         """Whether this epoch's model may become the best checkpoint: a triplet run's classifier is untrained (its
         validation loss meaningless) until the head epochs."""
         return self.objective != "triplet" or self._head_stage()
+
+    def on_validation_epoch_start(self) -> None:
+        trainer = self.trainer
+        if (self.precise_bn_batches <= 0 or trainer.sanity_checking or trainer.state.fn != "fit"
+                or (self.objective == "triplet" and self._head_stage())):
+            return
+        self.detector.train()
+        batches = itertools.islice(trainer.train_dataloader, self.precise_bn_batches)
+        recalibrate_batchnorm(self.detector, ((b["image"].to(self.device),) for b in batches))
+        self.detector.eval()
 
     def _train_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The objective's loss and the clean images' logits (for metrics), with one forward per image."""
@@ -143,6 +186,10 @@ class DetectorModule(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         _, logits = self._step(batch, "test")
+        for name, probe in self.probes.items():
+            probed = self.detector(probe(batch["image"], batch_idx))
+            self.probe_metrics[name].update(probed.softmax(1)[:, 1], batch["label"])
+            self.log(f"test/acc_{name}", self.probe_metrics[name], on_step=False, on_epoch=True)
         self._test_outputs.append((logits.argmax(1).cpu(), batch["label"].cpu(), batch["video"].cpu()))
 
     def on_test_epoch_end(self) -> None:
@@ -151,7 +198,8 @@ class DetectorModule(pl.LightningModule):
         pred, label, video = (torch.cat(t) for t in zip(*self._test_outputs, strict=True))
         self._test_outputs.clear()
         for key, value in detection_report(pred, label, video).items():
-            self.log(f"test/{key}", value, sync_dist=True)
+            # counts add up over DDP ranks; rates are averaged
+            self.log(f"test/{key}", value, sync_dist=True, reduce_fx="sum" if key.startswith("n") else "mean")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -43,10 +43,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor], show: int = 3) -> str | None:
-    """What keeps ``state`` from loading strictly into ``model``, in one line (``None`` when it fits): the first
-    ``show`` missing keys, unexpected keys and shape mismatches, with their counts."""
-    own = model.state_dict()
+def state_mismatch(model: nn.Module | dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                   show: int = 3) -> str | None:
+    """What keeps ``state`` from loading strictly into ``model`` (a module or its state dict), in one line
+    (``None`` when it fits): the first ``show`` missing keys, unexpected keys and shape mismatches, with their
+    counts."""
+    own = model if isinstance(model, dict) else model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own

@@ -99,6 +99,22 @@ def efficientnet_b4_st(pretrained: bool = False, **kwargs) -> Detector:
 
 
 @register_detector
+def efficientnet_lite0(pretrained: bool = False, **kwargs) -> Detector:
+    """EfficientNet-Lite0 (Tan & Le 2019, the mobile variant: no squeeze-excitation, ReLU6), timm's
+    ``tf_efficientnet_lite0``; ImageNet weights offline with ``weights=pip:efficientnet_lite0``."""
+    return timm_detector("tf_efficientnet_lite0", pretrained, **kwargs)
+
+
+@register_detector
+def efficientnet_lite0_st(pretrained: bool = False, **kwargs) -> Detector:
+    """EfficientNetB4ST's recipe (triplet-trained embedding, then its classifier) on EfficientNet-Lite0: the
+    stand-in where EfficientNet-B4 cannot be trained (no ImageNet weights offline, a CPU budget)."""
+    detector = timm_detector("tf_efficientnet_lite0", pretrained, **kwargs)
+    detector.objective = "triplet"
+    return detector
+
+
+@register_detector
 def xception(pretrained: bool = False, **kwargs) -> Detector:
     """Xception (Chollet 2017) as used by FaceForensics++ (timm ``legacy_xception``), 299 px."""
     return timm_detector("legacy_xception", pretrained, **kwargs)

@@ -5,6 +5,8 @@
     python -m advdf.papers.reproduce table2 --scale smoke   (seed 000: attacks x defenses)
     python -m advdf.papers.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
     python -m advdf.papers.reproduce table1 --scale smoke   (seed 000's and seed 001's clean detectors)
+    python -m advdf.papers.reproduce table1 --scale smoke --data-seeds 0,1,2   (once per synthetic data seed, and
+        the findings and cells compared across them: advdf.papers.seeds)
 
 Every stage is cached: trained detectors (``train_summary.json``), adversarial sets (complete caches) and the
 prepared data are reused, so a rerun or a resumed run only does what is missing.
@@ -23,6 +25,7 @@ from advdf.papers.jin2025.table1 import reproduce_table1
 from advdf.papers.jin2025.table2 import reproduce_table2
 from advdf.papers.liao2021.kra import reproduce_kra
 from advdf.papers.pinhasov2024.reproduce import reproduce_xai
+from advdf.papers.seeds import parse_data_seeds, reproduce_seeds
 from advdf.utils.entry import set_repo_root, user_error
 
 TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra,
@@ -33,12 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--scale", choices=("smoke", "paper"), default="smoke")
+    parser.add_argument("--data-seeds", default="", metavar="S,S,...",
+                        help="run once per synthetic data seed (e.g. 0,1,2) and compare findings and cells across "
+                             "them; empty: one run on the configured data")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every stage (e.g. trainer=gpu)")
     args = parser.parse_intermixed_args(argv)  # overrides may follow --scale
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     set_repo_root()
     try:
-        result = TABLES[args.table](args.scale, args.overrides)
+        if args.data_seeds.strip():
+            seeds = parse_data_seeds(args.data_seeds)
+            result = reproduce_seeds(TABLES[args.table], args.table, args.scale, args.overrides, seeds)
+        else:
+            result = TABLES[args.table](args.scale, args.overrides)
     except Exception as err:
         user = user_error(err)
         if user is None and isinstance(err, (OverrideParseException, ConfigCompositionException)):

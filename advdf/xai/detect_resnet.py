@@ -13,7 +13,9 @@ import timm
 import torch
 from torch import nn
 
+from advdf.errors import ConfigError
 from advdf.models.base import IMAGENET_MEAN, IMAGENET_STD
+from advdf.models.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,14 @@ REAL, ATTACKED = 0, 1
 _UNREACHABLE: dict[str, str] = {}  # backbone -> why its hub weights could not be loaded (tried once per process)
 
 
-def _backbone(name: str, pretrained: bool) -> tuple[nn.Module, str]:
+def _backbone(name: str, pretrained: bool, weights: str | None) -> tuple[nn.Module, str]:
     """timm ``name`` without classifier (pooled features) and how it was initialized."""
+    if weights:
+        if pretrained:
+            raise ConfigError(f"adv_detector.pretrained=true (the hub) and adv_detector.weights={weights} both name "
+                              "the backbone's weights; choose one")
+        return load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), weights), \
+            f"imagenet ({weights})"
     if pretrained and name not in _UNREACHABLE:
         try:
             return timm.create_model(name, pretrained=True, num_classes=0), "imagenet"
@@ -38,24 +46,29 @@ class DetectResNet50(nn.Module):
     """Args:
         backbone: timm architecture embedding image and map (``resnet50``: 2048-d each).
         pretrained: start the backbone from ImageNet weights (timm hub); random when they cannot be reached.
+        weights: an offline ImageNet weight source instead (``pip:efficientnet_lite0`` with backbone
+            ``tf_efficientnet_lite0``; :mod:`advdf.models.weights`).
         hidden: width of the classification head's hidden layer (512).
         freeze_backbone: train the head only (seed 001's Table 4): the backbone gets no gradients and stays in
             eval mode, so its batch-norm statistics do not move either.
-        map_scale: maps in [-1, 1] enter the backbone multiplied by this (images are ImageNet-normalized).
+        map_scale: maps in [-1, 1] enter the backbone multiplied by this (images are normalized with the
+            backbone's own statistics, timm's ``pretrained_cfg``).
         name: label of the configuration (its checkpoint directory).
     """
 
     def __init__(self, backbone: str = "resnet50", pretrained: bool = True, hidden: int = 512,
-                 freeze_backbone: bool = False, map_scale: float = 2.0, name: str = "detect_resnet50") -> None:
+                 freeze_backbone: bool = False, map_scale: float = 2.0, name: str = "detect_resnet50",
+                 weights: str | None = None) -> None:
         super().__init__()
         self.name = name
-        self.backbone, self.init = _backbone(backbone, pretrained)
+        self.backbone, self.init = _backbone(backbone, pretrained, weights)
         dim = self.backbone.num_features
         self.head = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
         self.freeze_backbone = bool(freeze_backbone)
         self.map_scale = float(map_scale)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        cfg = self.backbone.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()

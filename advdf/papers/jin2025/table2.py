@@ -20,6 +20,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,11 @@ from advdf.papers.jin2025.layout import (
     table2_latex,
     table2_markdown,
 )
+from advdf.papers.marks import check_marks, clean_acc, marks_record, paper_only, plan_marks, row, runnable
+from advdf.report.findings import Finding, both_scopes, finding_lines
+from advdf.report.marks import Marks, footnote_block
 from advdf.report.plots import grid_heatmap
-from advdf.report.render import MISSING, Lines, Reproduced, grid_latex
+from advdf.report.render import MISSING, Lines, Reproduced, csv_value, grid_latex, rate_fields
 from advdf.report.wandb import log_wandb_tables
 from advdf.store.cells import CellStore
 from advdf.utils.io import atomic_write_json, atomic_write_text
@@ -85,7 +89,8 @@ def ensure_denoiser(overrides: list[str]) -> Trained:
 
 def _check_plan(spec: DictConfig, eval_cfg: DictConfig) -> None:
     """Raise ConfigError for anything the plan names that cannot run, before any work starts."""
-    require_detectors(list(spec.detectors))
+    check_marks(spec, spec.detectors)
+    require_detectors(runnable(spec, spec.detectors))
     unknown = [a for a in [*spec.attacks, *spec.adaptive.attacks] if a not in eval_cfg.attacks]
     if unknown:
         raise ConfigError(f"reproduce attacks {unknown} are not in the evaluation's attacks "
@@ -189,56 +194,103 @@ def _grid_detector(det: str, ov: list[str], spec: DictConfig, eval_ov: list[str]
     return out
 
 
-def _findings(ours: dict[tuple[str, str, str], float], detectors: list[str]) -> list[str]:
-    """Seed 000's findings on Table 2, each with the means (over detectors and attacks) it is judged by."""
-    def mean(attacks: tuple[str, ...], column: str) -> float | None:
-        vals = [ours[(d, a, column)] for d in detectors for a in attacks if (d, a, column) in ours]
-        return sum(vals) / len(vals) if vals else None
-
-    def fmt(v: float | None) -> str:
-        return MISSING if v is None else f"{v:.3f}"
-
-    def ranked(values: dict[str, float | None]) -> str:
-        best = sorted(((v, c) for c, v in values.items() if v is not None), reverse=True)[:5]
-        return ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best) or MISSING
-
-    every = tuple(sorted({a for _, a, _ in ours}))
-    lines = [f"NA ≈ 0 (no defense): mean NA accuracy {fmt(mean(every, 'na'))}"]
-    lines.append("HGD and TD best on PGD/BIM: mean over PGD and BIM, best first: "
-                 + ranked({c: mean(("pgd", "bim"), c) for c in TABLE2_DEFENSES}))
-    lines.append("smoothing and AugMix recover DeepFool best: DeepFool, best first: "
-                 + ranked({c: mean(("deepfool",), c) for c in TABLE2_DEFENSES}))
-    lines.append(f"JPEG70 ≥ JPEG90: mean over every attack {fmt(mean(every, 'jpeg70'))} vs "
-                 f"{fmt(mean(every, 'jpeg90'))}")
-    return lines
+SMOOTHING_AND_AUGMIX = ("ms", "gs", "as", "augmix")
 
 
-def _adaptive_outputs(adaptive: list[dict], out_dir: Path, spec: DictConfig, scale: str) -> str:
+def _mean(ours: dict[tuple[str, str, str], float], rows: list[str], attacks: tuple[str, ...],
+          column: str) -> float | None:
+    """The mean of a defense column over ``rows`` (detectors) and ``attacks``, over the cells computed."""
+    vals = [ours[(d, a, column)] for d in rows for a in attacks if (d, a, column) in ours]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _fmt(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.3f}"
+
+
+def _ranked(values: dict[str, float | None]) -> str:
+    best = sorted(((v, c) for c, v in values.items() if v is not None), reverse=True)[:5]
+    return ", ".join(f"{TABLE2_HEADERS[c]} {v:.3f}" for v, c in best) or MISSING
+
+
+def _every_attack(ours: dict[tuple[str, str, str], float]) -> tuple[str, ...]:
+    return tuple(sorted({a for _, a, _ in ours}))
+
+
+def _na_near_zero(ours: dict, rows: list[str]) -> Finding:
+    """Seed 000: without a defense the white-box attacks leave almost no accuracy (mean NA at most 0.1)."""
+    m = _mean(ours, rows, _every_attack(ours), "na")
+    return Finding("na_near_zero", "NA ≈ 0 (no defense)", f"mean NA accuracy {_fmt(m)} (holds at ≤ 0.1)",
+                   None if m is None else m <= 0.1, {"mean_na": m})
+
+
+def _top_defense(ours: dict, rows: list[str], attacks: tuple[str, ...]) -> tuple[dict[str, float | None], str | None]:
+    means = {c: _mean(ours, rows, attacks, c) for c in TABLE2_DEFENSES if c != "na"}
+    known = {c: v for c, v in means.items() if v is not None}
+    return means, (max(known, key=known.get) if known else None)
+
+
+def _hgd_td_best(ours: dict, rows: list[str]) -> Finding:
+    """Seed 000: the learned denoisers HGD and TD recover the most accuracy against PGD and BIM."""
+    means, top = _top_defense(ours, rows, ("pgd", "bim"))
+    judged = any(means.get(c) is not None for c in ("hgd", "td"))
+    return Finding("hgd_td_best_pgd_bim", "HGD and TD best on PGD/BIM",
+                   f"mean over PGD and BIM, best defense first: {_ranked(means)}",
+                   top in ("hgd", "td") if judged else None, {"means": means, "top": top})
+
+
+def _smoothing_best_deepfool(ours: dict, rows: list[str]) -> Finding:
+    """Seed 000: smoothing (MS, GS, AS) and AugMix recover DeepFool best."""
+    means, top = _top_defense(ours, rows, ("deepfool",))
+    judged = any(means.get(c) is not None for c in SMOOTHING_AND_AUGMIX)
+    return Finding("smoothing_augmix_best_deepfool", "smoothing and AugMix recover DeepFool best",
+                   f"DeepFool, best defense first: {_ranked(means)}",
+                   top in SMOOTHING_AND_AUGMIX if judged else None, {"means": means, "top": top})
+
+
+def _jpeg70_ge_jpeg90(ours: dict, rows: list[str]) -> Finding:
+    """Seed 000: stronger JPEG compression (quality 70) recovers at least as much as quality 90."""
+    j70, j90 = (_mean(ours, rows, _every_attack(ours), c) for c in ("jpeg70", "jpeg90"))
+    return Finding("jpeg70_ge_jpeg90", "JPEG70 ≥ JPEG90", f"mean over every attack {_fmt(j70)} vs {_fmt(j90)}",
+                   None if j70 is None or j90 is None else j70 >= j90, {"jpeg70": j70, "jpeg90": j90})
+
+
+def _findings(ours: dict[tuple[str, str, str], float], rows: list[str], marks: Marks | None = None) -> list[Finding]:
+    """Seed 000's findings on Table 2 (``ours`` keyed by paper row), each judged over every detector and over the
+    detectors reaching the clean-accuracy threshold, with the means it is judged by."""
+    marks = marks or Marks()
+    return [f for check in (_na_near_zero, _hgd_td_best, _smoothing_best_deepfool, _jpeg70_ge_jpeg90)
+            for f in both_scopes(partial(check, ours), rows, marks)]
+
+
+def _adaptive_outputs(adaptive: list[dict], out_dir: Path, spec: DictConfig, scale: str, marks: Marks) -> str:
     """Write the adaptive grid (Markdown, CSV, LaTeX, heatmap); returns its Markdown."""
     cols = list(spec.adaptive.defenses)
     headers = [TABLE2_HEADERS[c] for c in cols]
     rows = list(dict.fromkeys(f"{c['detector']} / {c['attack']}" for c in adaptive))
+    labels = {f"{c['detector']} / {c['attack']}": f"{marks.label(c['detector'])} / {c['attack']}" for c in adaptive}
     by = {(f"{c['detector']} / {c['attack']}", c["defense"]): c for c in adaptive}
-
-    def fmt(v: float | None) -> str:
-        return MISSING if v is None else f"{v:.3f}"
 
     lines = ["| Detector / attack | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(cols)]
     for r in rows:
-        lines.append(f"| {r} | " + " | ".join(
-            f"{fmt(by[r, c]['non_adaptive'])} → {fmt(by[r, c]['adaptive'])}" if (r, c) in by else MISSING
+        lines.append(f"| {labels[r]} | " + " | ".join(
+            f"{_fmt(by[r, c]['non_adaptive'])} → {_fmt(by[r, c]['adaptive'])}" if (r, c) in by else MISSING
             for c in cols) + " |")
-    markdown = "\n".join(lines) + "\n"
+    markdown = "\n".join(lines) + "\n" + footnote_block(marks.footnotes(c["detector"] for c in adaptive))
     atomic_write_text(out_dir / "adaptive.md", markdown)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["detector", "attack", "defense", "non_adaptive", "adaptive"])
+    fields = ["detector", "attack", "defense", "non_adaptive", "adaptive", "n", "lo", "hi", "model", "clean_acc",
+              "below_threshold"]
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows({**c, "non_adaptive": "" if c["non_adaptive"] is None else f"{c['non_adaptive']:.4f}",
-                      "adaptive": f"{c['adaptive']:.4f}"} for c in adaptive)
+    writer.writerows({**{k: csv_value(c.get(k)) for k in fields}, "detector": c["detector"], "attack": c["attack"],
+                      "defense": c["defense"]} for c in adaptive)
     atomic_write_text(out_dir / "adaptive.csv", buf.getvalue())
-    values = {(r, h): by[r, c]["adaptive"] if (r, c) in by else None for r in rows for c, h in zip(cols, headers, strict=True)}
+    values = {(r, h): by[r, c]["adaptive"] if (r, c) in by else None
+              for r in rows for c, h in zip(cols, headers, strict=True)}
     atomic_write_text(out_dir / "adaptive.tex", grid_latex(
-        rows, headers, values, label="tab:table2-adaptive",
+        [labels[r] for r in rows], headers, {(labels[r], h): v for (r, h), v in values.items()},
+        label="tab:table2-adaptive",
         caption=f"Accuracy under adaptive attacks (the attacker differentiates through the defense), {scale}."))
     matrix = np.array([[np.nan if values[r, h] is None else values[r, h] for h in headers] for r in rows])
     grid_heatmap(rows, headers, matrix, out_dir / "adaptive.png",
@@ -253,10 +305,11 @@ def _training_only(override: str) -> bool:
     return key == "trainer" or key.startswith("trainer.")
 
 
-def reproduce_table2(scale: str, overrides: list[str]) -> Reproduced:
+def reproduce_table2(scale: str, overrides: list[str], results_suffix: str = "") -> Reproduced:
     """Seed 000's Table 2 (and the adaptive grid) at ``scale``; returns where it wrote its outputs and its report.
 
-    ``overrides`` reach every stage; trainer overrides only the training ones (detectors and denoisers).
+    ``overrides`` reach every stage; trainer overrides only the training ones (detectors and denoisers). Outputs go
+    to ``<results>/table2_<scale><results_suffix>/`` (a data seed's own directory, see :mod:`advdf.papers.seeds`).
     """
     say = Lines()
     train_base = [f"experiment=table2_{scale}", *overrides]
@@ -265,32 +318,41 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Reproduced:
     spec = plan.reproduce
     train_ov, eval_ov = _denoiser_overrides(spec)
     _check_plan(spec, compose_config("evaluate", [*base, *eval_ov]))
-    out_dir = Path(plan.paths.results_dir) / f"table2_{scale}"
+    out_dir = Path(plan.paths.results_dir) / f"table2_{scale}{results_suffix}"
     store = CellStore(out_dir / "cells")
     gens, adaptive_gens = Generations(), Generations()
-    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "detectors": {}}
+    report: dict = {"scale": scale, "overrides": overrides, "data": plan.data.name, "detectors": {},
+                    "paper_only": paper_only(spec)}
     ours: dict[tuple[str, str, str], float] = {}
+    counts: dict[tuple[str, str, str], int] = {}
+    clean: dict[str, dict[str, float | None]] = {"base": {}, "augmix": {}}
     adaptive: list[dict] = []
+    detectors = runnable(spec, spec.detectors)  # the paper-scale-only ones are neither trained nor attacked
     t_start = time.perf_counter()
-    for det, det_train in spec.detectors.items():
+    for det in detectors:
+        det_train, name = spec.detectors[det], row(spec, det)
         ov, train = [*base, *detector_overrides(spec, det)], [*train_base, *detector_overrides(spec, det)]
         t0 = time.perf_counter()
         trained = {v: ensure_trained([*train, f"augment={AUGMENT[v]}", *det_train])
                    for v in (("base", "augmix") if "augmix" in spec.columns else ("base",))}
+        for v, t in trained.items():
+            clean[v][det] = clean_acc(t.metrics)
         t1 = time.perf_counter()
-        denoisers = {name: ensure_denoiser([*train, *o, trained["base"].override()]) for name, o in train_ov.items()}
+        denoisers = {n: ensure_denoiser([*train, *o, trained["base"].override()]) for n, o in train_ov.items()}
         t2 = time.perf_counter()
         runs = {v: [t.override()] for v, t in trained.items()}
-        runs["base"] += [t.override(f"defenses.{name}.checkpoint") for name, t in denoisers.items()]
+        runs["base"] += [t.override(f"defenses.{n}.checkpoint") for n, t in denoisers.items()]
         grid = _grid_detector(det, ov, spec, eval_ov, store, gens, adaptive_gens, runs)
         for r in grid["rows"]:
-            ours[(det, r["attack"], r["defense"])] = r["f2f"]
+            ours[(name, r["attack"], r["defense"])] = r["f2f"]
+            counts[(name, r["attack"], r["defense"])] = r.get("n")
         for r in grid["adaptive"]:
-            adaptive.append({"detector": det, "attack": r["attack"], "defense": r["defense"],
-                             "non_adaptive": ours.get((det, r["attack"], r["defense"])), "adaptive": r["f2f"]})
+            adaptive.append({"detector": name, "attack": r["attack"], "defense": r["defense"],
+                             "non_adaptive": ours.get((name, r["attack"], r["defense"])), "adaptive": r["f2f"],
+                             "ours": r["f2f"], **rate_fields(r["f2f"], r.get("n"))})
         report["detectors"][det] = {
-            "train": {v: t.metrics for v, t in trained.items()},
-            "denoisers": {name: t.metrics for name, t in denoisers.items()}, "n": grid["n"],
+            "row": name, "train": {v: t.metrics for v, t in trained.items()},
+            "denoisers": {n: t.metrics for n, t in denoisers.items()}, "n": grid["n"],
             "clean": {r["defense"]: r["f2f"] for r in grid["clean"]},
             "wall_s": {"detectors": t1 - t0, "denoisers": t2 - t1, **grid["timings"]}}
         log.info("table2: %s done (%.0f s)", det, time.perf_counter() - t0)
@@ -298,28 +360,40 @@ def reproduce_table2(scale: str, overrides: list[str]) -> Reproduced:
     non_adaptive_columns = len(spec.columns)
     report["generations"] = {
         "run": gens.run, "reused": gens.reused, "total": gens.total,
-        "naive": len(spec.detectors) * len(spec.attacks) * non_adaptive_columns,
+        "naive": len(detectors) * len(spec.attacks) * non_adaptive_columns,
         "adaptive_run": adaptive_gens.run, "adaptive_reused": adaptive_gens.reused}
-    cells = table2_cells(ours)
-    markdown = table2_markdown(cells)
+    marks = plan_marks(spec, clean["base"])
+    for c in adaptive:
+        c.update(marks.fields(c["detector"]))
+    augmix_clean = {row(spec, d): a for d, a in clean["augmix"].items()}
+    cells = table2_cells(ours, marks, counts, augmix_clean)
+    markdown = table2_markdown(cells, marks=marks)
     atomic_write_text(out_dir / "table2.md", markdown)
     atomic_write_text(out_dir / "table2.csv", cells_csv(cells))
     n = next(iter(report["detectors"].values()), {}).get("n", 0)
     atomic_write_text(out_dir / "table2.tex", table2_latex(
-        cells, caption=f"Accuracy on attacked test sets ({plan.data.name}, {scale}, {n} frames), ours / paper."))
+        cells, caption=f"Accuracy on attacked test sets ({plan.data.name}, {scale}, {n} frames), ours / paper.",
+        marks=marks))
     table2_heatmaps(cells, out_dir / "table2.png", f"Seed 000 Table 2 ({plan.data.name}, {scale})")
-    adaptive_md = _adaptive_outputs(adaptive, out_dir, spec, scale) if adaptive else ""
-    report["findings"] = _findings(ours, list(spec.detectors))
+    adaptive_md = _adaptive_outputs(adaptive, out_dir, spec, scale, marks) if adaptive else ""
+    found = _findings(ours, [row(spec, d) for d in detectors], marks)
+    report["findings"] = [f.as_dict() for f in found]
+    report["marks"] = marks_record(marks)
+    report["augmix_clean_acc"] = augmix_clean
     atomic_write_json(out_dir / "report.json", report)
+    tables = {"table2": (cells, ["detector", "attack", "defense"]),
+              **({"table2_adaptive": (adaptive, ["detector", "attack", "defense"])} if adaptive else {})}
     log_wandb_tables("table2", scale, out_dir, {
         "table2": (cells, ["detector", "attack", "defense"]),
         **({"table2_adaptive": (adaptive, ["detector", "attack", "defense", "non_adaptive", "adaptive"])}
            if adaptive else {})})
-    _summary(say, report, table2_markdown(cells, only_computed_rows=True), adaptive_md, out_dir)
-    return Reproduced(out_dir, str(say))
+    _summary(say, report, table2_markdown(cells, only_computed_rows=True, marks=marks), adaptive_md, out_dir,
+             found, marks)
+    return Reproduced(out_dir, str(say), findings=tuple(found), tables=tables)
 
 
-def _summary(say: Lines, report: dict, markdown: str, adaptive_md: str, out_dir: Path) -> None:
+def _summary(say: Lines, report: dict, markdown: str, adaptive_md: str, out_dir: Path, found: list[Finding],
+             marks: Marks) -> None:
     g = report["generations"]
     say(f"reproduce-table2 ({report['scale']}): {report['wall_s']:.0f} s")
     for det, r in report["detectors"].items():
@@ -330,8 +404,8 @@ def _summary(say: Lines, report: dict, markdown: str, adaptive_md: str, out_dir:
           f"detector x attack x attacked model; a generation per defense column would be {g['naive']}. "
           f"Adaptive: {g['adaptive_run']} run now, {g['adaptive_reused']} reused (one per detector x attack x "
           "defense).")
-    say("\nSeed 000, Table 2 — accuracy on attacked test sets; each cell: ours / paper; — = not computed "
-          "(rows not computed at all are in table2.md only)\n")
+    say("\nSeed 000, Table 2 — accuracy on attacked test sets; each cell: ours / paper (Wilson 95 % intervals in "
+          "table2.csv); — = not computed (rows not computed at all are in table2.md only)\n")
     say(markdown)
     if adaptive_md:
         say("Adaptive attacks — accuracy of the defended detector; each cell: non-adaptive → adaptive (the attacker "
@@ -342,11 +416,13 @@ def _summary(say: Lines, report: dict, markdown: str, adaptive_md: str, out_dir:
           "0.500 on these balanced sets, attacked or not)\n")
     say("| Detector | " + " | ".join(TABLE2_HEADERS.get(c, c) for c in columns) + " |")
     say("|---|" + "---:|" * len(columns))
-    for det, r in report["detectors"].items():
-        say(f"| {det} | " + " | ".join(f"{r['clean'][c]:.3f}" if c in r["clean"] else MISSING for c in columns) + " |")
+    for r in report["detectors"].values():
+        say(f"| {marks.label(r['row'])} | "
+            + " | ".join(f"{r['clean'][c]:.3f}" if c in r["clean"] else MISSING for c in columns) + " |")
     say()
-    say("Seed 000's findings, on these numbers:")
-    for line in report["findings"]:
-        say(f"  - {line}")
+    say("Seed 000's findings, on these numbers (each over every detector, and over the detectors reaching the "
+        "clean-accuracy threshold):")
+    for line in finding_lines(found):
+        say(f"  {line}")
     say(f"written: {out_dir}/table2.md, table2.csv, table2.tex, table2.png, adaptive.md, adaptive.csv, "
           "adaptive.tex, adaptive.png, report.json")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from advdf import paper_values
 from advdf.report import render
+from advdf.report.marks import Marks, footnote_block
 
 # Seed 004 (Liao et al. 2021, KRA). Table 1: white-box attacks, rows attack x dataset x network.
 KRA_TABLE1_METRICS = ("acc_clean", "acc_attack", "asr", "pl2", "pl0", "time_s")
@@ -21,6 +22,7 @@ KRA_TABLE1_HEADERS = {"acc_clean": "Acc (clean)", "acc_attack": "Acc (attack)", 
 KRA_TABLE2_SOURCES = ("xception", "resnet50", "resnet101")
 KRA_TABLE2_TARGETS = ("xception", "resnet50", "resnet101", "inception_v3")
 KRA_TABLE2_METRICS = ("acc", "atr")
+KRA_RATES = ("acc_clean", "acc_attack", "acc")  # the cells that are a rate over the attacked frames (Wilson interval)
 
 
 
@@ -36,42 +38,73 @@ def _fmt_metric(metric: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def kra_table1_cells(ours: dict[tuple[str, str, str], dict[str, float]]) -> list[dict]:
+def kra_table1_cells(ours: dict[tuple[str, str, str], dict[str, float]], marks: Marks | None = None,
+                     counts: dict[tuple[str, str, str], int | None] | None = None,
+                     dataset: str | None = None) -> list[dict]:
     """Long-format cells of seed 004's Table 1: one per (attack, dataset, network, metric), ``ours`` and ``paper``.
 
     Args:
         ours: metrics (keys of :data:`KRA_TABLE1_METRICS`) keyed by (attack, dataset, network) for what was
             computed. The paper's rows come first in its order; rows only advdf computed follow.
+        marks: the networks' marks, given to the rows of ``dataset`` (the paper dataset ours stand beside; None:
+            the rows computed); its paper-scale-only networks print so there.
+        counts: frames each computed row was attacked on, for the Wilson interval of its accuracies.
     """
     paper_rows = paper_values.load("liao2021_kra_table1_whitebox")
     keys = [(r["attack"], r["dataset"], r["network"]) for r in paper_rows]
     paper = {(r["attack"], r["dataset"], r["network"], m): render.paper_float(r[m])
              for r in paper_rows for m in KRA_TABLE1_METRICS}
     keys += [k for k in ours if k not in keys]
-    return [{"attack": a, "dataset": d, "network": n, "metric": m,
-             "ours": (ours.get((a, d, n)) or {}).get(m), "paper": paper.get((a, d, n, m))}
-            for a, d, n in keys for m in KRA_TABLE1_METRICS]
+    cells = []
+    for a, d, n in keys:
+        for m in KRA_TABLE1_METRICS:
+            value = (ours.get((a, d, n)) or {}).get(m)
+            cell = {"attack": a, "dataset": d, "network": n, "metric": m, "ours": value, "paper": paper.get((a, d, n, m))}
+            if counts is not None and m in KRA_RATES:
+                cell.update(render.rate_fields(value, counts.get((a, d, n))))
+            ours_rows = d == dataset if dataset is not None else (a, d, n) in ours
+            if marks is not None and ours_rows:
+                cell.update(marks.fields(n))
+            cells.append(cell)
+    return cells
 
 
-def kra_table1_markdown(cells: Sequence[dict]) -> str:
-    """Seed 004's Table 1 layout; each cell reads ``ours / paper``."""
+def kra_table1_markdown(cells: Sequence[dict], marks: Marks | None = None) -> str:
+    """Seed 004's Table 1 layout; each cell reads ``ours / paper`` (intervals in the CSV), networks of our rows carry
+    ``marks`` and its footnotes follow."""
+    marks = marks or Marks()
     rows: dict[tuple[str, str, str], dict[str, dict]] = {}
     for c in cells:
         rows.setdefault((c["attack"], c["dataset"], c["network"]), {})[c["metric"]] = c
-    body = [[a, d, n, *(f"{_fmt_metric(m, by_metric[m]['ours'])} / {_fmt_metric(m, by_metric[m]['paper'])}"
-                        for m in KRA_TABLE1_METRICS)]
+    body = [[a, d, marks.label(n) if "model" in by_metric[KRA_TABLE1_METRICS[0]] else n,
+             *(render.cell_text(by_metric[m], value_fmt=lambda v, m=m: _fmt_metric(m, v)) for m in KRA_TABLE1_METRICS)]
             for (a, d, n), by_metric in rows.items()]
-    return render.markdown(["Attack", "Dataset", "Network", *(KRA_TABLE1_HEADERS[m] for m in KRA_TABLE1_METRICS)],
-                           body, 3)
+    return (render.markdown(["Attack", "Dataset", "Network", *(KRA_TABLE1_HEADERS[m] for m in KRA_TABLE1_METRICS)],
+                            body, 3) + footnote_block(marks.footnotes()))
 
 
-def kra_table2_cells(ours: dict[tuple[str, str], dict[str, float]], clean: dict[str, float]) -> list[dict]:
+def _pair_fields(marks: Marks, source: str, target: str) -> dict:
+    """The CSV fields of a transfer cell: the source's marks, the target's accuracy, and the mark when either the
+    source or the target is below the threshold."""
+    t = marks.fields(target)
+    s = marks.fields(source) if source != "clean" else {"model": None, "clean_acc": None, "below_threshold": False,
+                                                        "paper_only": False}
+    return {**s, "target_model": t["model"], "target_clean_acc": t["clean_acc"],
+            "below_threshold": bool(s["below_threshold"] or t["below_threshold"]),
+            "paper_only": bool(s["paper_only"] or t["paper_only"])}
+
+
+def kra_table2_cells(ours: dict[tuple[str, str], dict[str, float]], clean: dict[str, float],
+                     marks: Marks | None = None, clean_n: dict[str, int | None] | None = None) -> list[dict]:
     """Long-format cells of seed 004's Table 2: one per (source, target, metric ``acc``/``atr``).
 
     Args:
-        ours: ``{"acc": ..., "atr": ...}`` keyed by (source, target) for the computed transfer cells.
+        ours: ``{"acc": ..., "atr": ...}`` (and ``n``, the frames transferred) keyed by (source, target) for the
+            computed transfer cells.
         clean: each target's clean accuracy (ours); the row ``source="clean"`` carries it, with the paper's
             clean accuracy of that detector from Table 1 (KRA-PGD on FaceForensics++) where it has one.
+        marks: the detectors' marks, for sources and targets alike; with them, accuracies carry their Wilson
+            interval (``n`` of the cell; ``clean_n`` for the clean row).
     """
     paper = {(r["target"], r["source"], m): render.paper_float(r[m])  # transposed, see KRA_TABLE2_SOURCES
              for r in paper_values.load("liao2021_kra_table2_blackbox_kra_pgd") for m in KRA_TABLE2_METRICS}
@@ -80,18 +113,31 @@ def kra_table2_cells(ours: dict[tuple[str, str], dict[str, float]], clean: dict[
                    if r["attack"] == "kra_pgd" and r["dataset"] == "faceforensics_all"}
     sources = [*KRA_TABLE2_SOURCES, *sorted({s for s, _ in ours} - set(KRA_TABLE2_SOURCES))]
     targets = [*KRA_TABLE2_TARGETS, *sorted(({t for _, t in ours} | set(clean)) - set(KRA_TABLE2_TARGETS))]
-    cells = [{"source": "clean", "target": t, "metric": "acc", "ours": clean.get(t), "paper": paper_clean.get(t)}
-             for t in targets]
+    if marks is not None:
+        sources += [d for d in marks.paper_only if d not in sources]
+        targets += [d for d in marks.paper_only if d not in targets]
+
+    def marked(cell: dict, n: int | None) -> dict:
+        if marks is None:
+            return cell
+        rate = render.rate_fields(cell["ours"], n) if cell["metric"] == "acc" else {}
+        return {**cell, **rate, **_pair_fields(marks, cell["source"], cell["target"])}
+
+    cells = [marked({"source": "clean", "target": t, "metric": "acc", "ours": clean.get(t), "paper": paper_clean.get(t)},
+                    (clean_n or {}).get(t)) for t in targets]
     for s in sources:
         for t in targets:
             for m in KRA_TABLE2_METRICS:
-                cells.append({"source": s, "target": t, "metric": m,
-                              "ours": (ours.get((s, t)) or {}).get(m), "paper": paper.get((s, t, m))})
+                cell = ours.get((s, t)) or {}
+                cells.append(marked({"source": s, "target": t, "metric": m, "ours": cell.get(m),
+                                     "paper": paper.get((s, t, m))}, cell.get("n")))
     return cells
 
 
-def kra_table2_markdown(cells: Sequence[dict]) -> str:
-    """Seed 004's Table 2 with sources as rows and targets as columns (acc and ATR); cells read ``ours / paper``."""
+def kra_table2_markdown(cells: Sequence[dict], marks: Marks | None = None) -> str:
+    """Seed 004's Table 2 with sources as rows and targets as columns (acc and ATR); cells read ``ours / paper``
+    (intervals in the CSV); sources and targets carry ``marks`` and its footnotes follow."""
+    marks = marks or Marks()
     targets = list(dict.fromkeys(c["target"] for c in cells))
     by_key = {(c["source"], c["target"], c["metric"]): c for c in cells}
     body = []
@@ -100,6 +146,8 @@ def kra_table2_markdown(cells: Sequence[dict]) -> str:
         for t in targets:
             for m in KRA_TABLE2_METRICS:
                 c = by_key.get((s, t, m))
-                vals.append("" if c is None else f"{_fmt_metric(m, c['ours'])} / {_fmt_metric(m, c['paper'])}")
-        body.append([s, *vals])
-    return render.markdown(["Source \\ Target", *(f"{t} {h}" for t in targets for h in ("Acc", "ATR"))], body)
+                vals.append("" if c is None else render.cell_text(c, value_fmt=lambda v, m=m: _fmt_metric(m, v)))
+        body.append([s if s == "clean" else marks.label(s), *vals])
+    headers = ["Source \\ Target", *(f"{marks.label(t)} {h}" for t in targets for h in ("Acc", "ATR"))]
+    return render.markdown(headers, body) + footnote_block(marks.footnotes())
+

@@ -146,7 +146,7 @@ def load_adv_detector(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
     if not path.is_file():
         raise CheckpointError(f"no trained adversarial detector at {path}; train it first: python train.py "
                               f"task=adv_detector model={cfg.model.name} xai={cfg.xai.name}")
-    detector = instantiate(cfg.adv_detector, pretrained=False)
+    detector = instantiate(cfg.adv_detector, pretrained=False, weights=None)
     detector.load_state_dict(load_file(str(path)))
     return detector.to(device).eval()
 

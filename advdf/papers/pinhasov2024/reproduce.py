@@ -30,6 +30,7 @@ from advdf.jobs.plan import compose_config, detector_overrides, ensure_trained, 
 from advdf.jobs.xai_data import XaiData, xai_version
 from advdf.metrics import detection_report
 from advdf.models.checkpoint import file_digest
+from advdf.papers.marks import check_marks, clean_acc, marks_record, paper_only, plan_marks, row, runnable
 from advdf.papers.pinhasov2024.adv_detect import (
     adv_detector_run,
     load_adv_detector,
@@ -46,8 +47,10 @@ from advdf.papers.pinhasov2024.layout import (
     pinhasov_xai_cells,
     pinhasov_xai_markdown,
 )
+from advdf.report.findings import Finding, both_scopes, finding_lines
+from advdf.report.marks import Marks
 from advdf.report.plots import grid_heatmap, roc_curves
-from advdf.report.render import Lines, Reproduced, long_csv
+from advdf.report.render import Lines, Reproduced, long_csv, mean_or_none
 from advdf.report.wandb import log_wandb_tables
 from advdf.store.cells import CellStore
 from advdf.utils.entry import CONF_DIR
@@ -61,7 +64,8 @@ CONFIG_NAMES = {3: "finetuned", 4: "head only"}
 
 def _check_plan(spec: DictConfig, table: str) -> None:
     """Raise ConfigError for anything the plan names that cannot be composed, before any work starts."""
-    require_detectors(list(spec.detectors))
+    check_marks(spec, spec.detectors)
+    require_detectors(runnable(spec, spec.detectors))
     missing = [x for x in spec.xai if not (CONF_DIR / "xai" / f"{x}.yaml").is_file()]
     if missing:
         raise ConfigError(f"reproduce.xai {missing} have no conf/xai file "
@@ -91,29 +95,35 @@ def _stage_cfg(base: list[str], spec: DictConfig, det: str, table: str, xai: str
                                     f"adv_detector={spec.adv_detectors[table]}", *xai_overrides, *training, *g])
 
 
-def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
-    """Seed 001's Table 3 (``table3``, finetuned) or Table 4 (``table4``, head only), and its Table 2."""
+def reproduce_xai(table: str, scale: str, overrides: list[str], results_suffix: str = "") -> Reproduced:
+    """Seed 001's Table 3 (``table3``, finetuned) or Table 4 (``table4``, head only), and its Table 2, written to
+    ``<results>/<table>_<scale><results_suffix>/`` (a data seed's own directory, see :mod:`advdf.papers.seeds`)."""
     say = Lines()
     number = TABLES[table]
     base = [f"experiment=xai_{scale}", *overrides]
     plan = compose_config("train", base)
     spec = plan.reproduce
     _check_plan(spec, table)
-    _check_attacks(spec, _stage_cfg(base, spec, next(iter(spec.detectors)), table))
-    out_dir = Path(plan.paths.results_dir) / f"{table}_{scale}"
+    detectors = runnable(spec, spec.detectors)  # the paper-scale-only ones are neither trained nor attacked
+    _check_attacks(spec, _stage_cfg(base, spec, detectors[0], table))
+    out_dir = Path(plan.paths.results_dir) / f"{table}_{scale}{results_suffix}"
     store = CellStore(out_dir / "cells")
-    report: dict = {"scale": scale, "table": table, "overrides": overrides, "data": plan.data.name, "detectors": {}}
+    report: dict = {"scale": scale, "table": table, "overrides": overrides, "data": plan.data.name, "detectors": {},
+                    "paper_only": paper_only(spec)}
     ours: dict[tuple[str, str, str], float] = {}
+    counts: dict[tuple[str, str, str], int] = {}
+    clean: dict[str, float | None] = {}
     precision: dict[tuple[str, str], dict] = {}
     rows: list[dict] = []
     images: dict[str, Path] = {}
     t_start = time.perf_counter()
-    for det, train_overrides in spec.detectors.items():
-        r = report["detectors"][det] = {"xai": {}}
+    for det in detectors:
+        r = report["detectors"][det] = {"xai": {}, "row": row(spec, det)}
         t0 = time.perf_counter()
-        trained = ensure_trained([*base, *detector_overrides(spec, det), *train_overrides])
+        trained = ensure_trained([*base, *detector_overrides(spec, det), *spec.detectors[det]])
         g = [trained.override()]  # every later stage reads this run's weights
         r["g"] = {"metrics": trained.metrics, "reused": trained.reused, "wall_s": time.perf_counter() - t0}
+        clean[det] = clean_acc(trained.metrics)
 
         t0 = time.perf_counter()
         cfg = _stage_cfg(base, spec, det, table, g=g)
@@ -124,7 +134,7 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
         real = data.real("test", positions)
         attacked = {a: data.attacked("test", cfg.xai_attacks[a], positions) for a in spec.attacks}
         for a, frames in attacked.items():
-            precision[det, a] = detection_report(frames.g_pred, torch.ones_like(frames.label), frames.video)
+            precision[row(spec, det), a] = detection_report(frames.g_pred, torch.ones_like(frames.label), frames.video)
         r["attacks"] = {a: {**f.summary, "routed": len(f.routed()), "n": len(f)} for a, f in attacked.items()}
         r["real"] = {"n": len(real), "routed": len(real.routed())}
         r["attacks_wall_s"] = time.perf_counter() - t0
@@ -148,8 +158,10 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
                 scored = score_sets(d, data, instantiate(xcfg.xai), real, attacked, xcfg.adv_data.batch_size)
                 cells = store.put(key, [{**s.metrics(), "roc": s.roc()} for s in scored], det, xai)
             for c in cells:
-                ours[det, c["attack"], xai] = c["acc"]
-                rows.append({"detector": det, "xai": xai, **{k: v for k, v in c.items() if k != "roc"}})
+                ours[row(spec, det), c["attack"], xai] = c["acc"]
+                counts[row(spec, det), c["attack"], xai] = c["n_routed"]
+                rows.append({"detector": row(spec, det), "model": det, "xai": xai,
+                             **{k: v for k, v in c.items() if k != "roc"}})
             curves = {PINHASOV_ROW_HEADERS.get(c["attack"], c["attack"]): (*c["roc"], c["auc"])
                       for c in cells if c["roc"] is not None}
             if curves:
@@ -161,11 +173,15 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
                              "eval_wall_s": time.perf_counter() - t1}
     report["wall_s"] = time.perf_counter() - t_start
 
-    detectors, xais = list(spec.detectors), list(spec.xai)
-    cells = pinhasov_xai_cells(ours, number, detectors, xais)
-    table2 = pinhasov_table2_cells(precision, detectors)
-    report["findings"] = findings(cells, out_dir.parent / f"{'table4' if number == 3 else 'table3'}_{scale}", number)
-    md, md2 = pinhasov_xai_markdown(cells), pinhasov_table2_markdown(table2)
+    paper_rows, xais = [row(spec, d) for d in detectors], list(spec.xai)
+    marks = plan_marks(spec, clean)
+    cells = pinhasov_xai_cells(ours, number, paper_rows, xais, marks, counts)
+    table2 = pinhasov_table2_cells(precision, paper_rows, marks, intervals=True)
+    other_dir = out_dir.parent / f"{'table4' if number == 3 else 'table3'}_{scale}{results_suffix}"
+    found = findings(cells, other_dir, number, marks)
+    report["findings"] = [f.as_dict() for f in found]
+    report["marks"] = marks_record(marks)
+    md, md2 = pinhasov_xai_markdown(cells, marks), pinhasov_table2_markdown(table2, marks)
     atomic_write_text(out_dir / f"{table}.md", md)
     atomic_write_text(out_dir / f"{table}.csv", long_csv(cells, ["detector", "attack", "xai"]))
     atomic_write_json(out_dir / "cells.json", cells)
@@ -175,12 +191,13 @@ def reproduce_xai(table: str, scale: str, overrides: list[str]) -> Reproduced:
     atomic_write_json(out_dir / "report.json", report)
     images[table] = _heatmap(cells, out_dir / f"{table}.png", f"Seed 001 Table {number} ({CONFIG_NAMES[number]}): "
                              f"ours ({plan.data.name}, {scale})")
-    log_wandb_tables(table, scale, out_dir, {f"seed001_{table}": (cells, ["detector", "attack", "xai"]),
-                                             "seed001_table2": (table2, ["attack", "detector"]),
+    tables = {f"seed001_{table}": (cells, ["detector", "attack", "xai"]),
+              "seed001_table2": (table2, ["attack", "detector"])}
+    log_wandb_tables(table, scale, out_dir, {**tables,
                                              f"seed001_{table}_detail": (rows, list(rows[0]) if rows else [])},
                      images)
-    _report(say, report, md, md2, plan, number, out_dir)
-    return Reproduced(out_dir, str(say))
+    _report(say, report, md, md2, plan, number, out_dir, found)
+    return Reproduced(out_dir, str(say), findings=tuple(found), tables=tables)
 
 
 def _heatmap(cells: list[dict], path: Path, title: str) -> Path:
@@ -195,31 +212,72 @@ def _heatmap(cells: list[dict], path: Path, title: str) -> Path:
     return grid_heatmap(rows, [PINHASOV_XAI_HEADERS.get(x, x) for x in cols], matrix, path, title)
 
 
-def findings(cells: list[dict], other_dir: Path, number: int) -> dict:
-    """Seed 001's three claims checked on our cells: maps beat PGD-B, Square is the hardest attack, and (when the
-    other table's results exist) finetuning beats head-only."""
-    by = {(c["detector"], c["attack"], c["xai"]): c["ours"] for c in cells}
-    pairs = [(k[0], k[2]) for k in by if k[1] == "pgd" and by[k] is not None and by[k[0], "pgd_black", k[2]] is not None]
-    out: dict = {"maps_beat_pgd_b": {"pairs": len(pairs),
-                                     "wins": sum(by[d, "pgd", x] > by[d, "pgd_black", x] for d, x in pairs),
-                                     "mean_gain": float(np.mean([by[d, "pgd", x] - by[d, "pgd_black", x]
-                                                                 for d, x in pairs])) if pairs else None}}
-    attack_means = {a: [v for (d, aa, x), v in by.items() if aa == a and v is not None] for a in PINHASOV_ATTACKS}
-    attack_means = {a: float(np.mean(v)) for a, v in attack_means.items() if v}
-    out["attack_means"] = attack_means
-    out["hardest_attack"] = min(attack_means, key=attack_means.get) if attack_means else None
-    totals = {c["xai"]: c["ours"] for c in cells if c["attack"] == "total_average"}
-    other = other_dir / "cells.json"
-    if other.is_file():
-        theirs = {c["xai"]: c["ours"] for c in json.loads(other.read_text()) if c["attack"] == "total_average"}
-        ft, head = (totals, theirs) if number == 3 else (theirs, totals)
-        common = [x for x in ft if ft[x] is not None and head.get(x) is not None]
-        out["finetune_beats_head"] = {"xai": len(common), "wins": sum(ft[x] > head[x] for x in common),
-                                      "finetuned": {x: ft[x] for x in common}, "head_only": {x: head[x] for x in common}}
-    return out
+def _by_cell(cells: list[dict]) -> dict[tuple[str, str, str], float | None]:
+    return {(c["detector"], c["attack"], c["xai"]): c["ours"] for c in cells}
 
 
-def _report(say: Lines, report: dict, md: str, md2: str, plan: DictConfig, number: int, out_dir: Path) -> None:
+def _maps_beat_pgd_b(cells: list[dict], rows: list[str]) -> Finding:
+    """Seed 001: d with g's maps beats d with zeroed maps (PGD-B) on the PGD set; holds in most (g, XAI) pairs."""
+    by = _by_cell(cells)
+    pairs = [(d, x) for (d, a, x), v in by.items() if d in rows and a == "pgd" and v is not None
+             and by.get((d, "pgd_black", x)) is not None]
+    wins = sum(by[d, "pgd", x] > by[d, "pgd_black", x] for d, x in pairs)
+    gain = float(np.mean([by[d, "pgd", x] - by[d, "pgd_black", x] for d, x in pairs])) if pairs else None
+    return Finding("maps_beat_pgd_b", "maps beat PGD-B (d with g's maps beats d with zeroed maps on PGD)",
+                   f"in {wins}/{len(pairs)} (detector, XAI) pairs"
+                   + (f" (mean gain {gain:+.3f})" if gain is not None else ""),
+                   wins > len(pairs) / 2 if pairs else None, {"pairs": len(pairs), "wins": wins, "mean_gain": gain})
+
+
+def _square_hardest(cells: list[dict], rows: list[str]) -> Finding:
+    """Seed 001: Square is the attack d detects worst (lowest mean accuracy over g and XAI methods)."""
+    by = _by_cell(cells)
+    means = {a: [v for (d, aa, _), v in by.items() if d in rows and aa == a and v is not None]
+             for a in PINHASOV_ATTACKS}
+    means = {a: float(np.mean(v)) for a, v in means.items() if v}
+    hardest = min(means, key=means.get) if means else None
+    return Finding("square_hardest", "Square is the hardest attack for d",
+                   f"hardest: {hardest} (" + ", ".join(f"{a} {v:.3f}" for a, v in means.items()) + ")",
+                   hardest == "square" if "square" in means else None,
+                   {"attack_means": means, "hardest_attack": hardest})
+
+
+def _finetune_beats_head(cells: list[dict], other: list[dict] | None, number: int, rows: list[str]) -> Finding:
+    """Seed 001: the finetuned d (Table 3) beats the head-only d (Table 4) per XAI column, on the mean of the rows'
+    Average; holds in most columns. Needs the other table's cells."""
+    key, claim = "finetune_beats_head", "finetuned beats head-only"
+    if other is None:
+        return Finding(key, claim, "run the other table to compare", None, {})
+
+    def totals(table: list[dict]) -> dict[str, float | None]:
+        by = _by_cell(table)
+        return {x: mean_or_none([by.get((d, "average", x)) for d in rows])
+                for x in dict.fromkeys(c["xai"] for c in table if c["detector"] != "all")}
+
+    ft, head = (totals(cells), totals(other)) if number == 3 else (totals(other), totals(cells))
+    common = [x for x in ft if ft[x] is not None and head.get(x) is not None]
+    wins = sum(ft[x] > head[x] for x in common)
+    return Finding(key, claim, f"finetuned beats head-only in {wins}/{len(common)} XAI columns (mean of Average)",
+                   wins > len(common) / 2 if common else None,
+                   {"xai": len(common), "wins": wins, "finetuned": {x: ft[x] for x in common},
+                    "head_only": {x: head[x] for x in common}})
+
+
+def findings(cells: list[dict], other_dir: Path, number: int, marks: Marks | None = None) -> list[Finding]:
+    """Seed 001's three claims checked on our cells, each over every g and over the g's reaching the clean-accuracy
+    threshold: maps beat PGD-B, Square is the hardest attack, and (when the other table's results exist)
+    finetuning beats head-only."""
+    marks = marks or Marks()
+    rows = [d for d in dict.fromkeys(c["detector"] for c in cells) if d != "all" and d not in marks.paper_only]
+    other_path = other_dir / "cells.json"
+    other = json.loads(other_path.read_text()) if other_path.is_file() else None
+    return [*both_scopes(lambda rs: _maps_beat_pgd_b(cells, rs), rows, marks),
+            *both_scopes(lambda rs: _square_hardest(cells, rs), rows, marks),
+            *both_scopes(lambda rs: _finetune_beats_head(cells, other, number, rs), rows, marks)]
+
+
+def _report(say: Lines, report: dict, md: str, md2: str, plan: DictConfig, number: int, out_dir: Path,
+            found: list[Finding]) -> None:
     say(f"reproduce-table{number} ({report['scale']}): {report['wall_s']:.0f} s")
     for det, r in report["detectors"].items():
         g = r["g"]
@@ -227,21 +285,16 @@ def _report(say: Lines, report: dict, md: str, md2: str, plan: DictConfig, numbe
         say(f"  {det}: g {g['wall_s']:.0f} s{' (reused)' if g['reused'] else ''}; attacked sets "
               f"{r['attacks_wall_s']:.0f} s; real crops g calls real {r['real']['routed']}/{r['real']['n']}, attacked "
               + ", ".join(f"{a} {v['routed']}/{v['n']}" for a, v in r["attacks"].items()) + "; " + "; ".join(xai))
-    f = report["findings"]
     say(f"\nSeed 001, Table {number} — accuracy of Detect-ResNet50 ({CONFIG_NAMES[number]}) on real vs attacked "
           f"crops that g calls real ({plan.data.name}); PGD-B: maps replaced by zeros; Average over PGD, APGD, "
-          "Square, NES; each cell: ours / paper; — = not computed\n")
+          "Square, NES; each cell: ours [Wilson 95 % interval over the crops d scored] / paper; — = not computed\n")
     say(md)
     say("Seed 001, Table 2 — share of attacked fake crops (F2F) and videos (Vid) the deepfake detector still calls "
-          "fake; each cell: ours / paper\n")
+          "fake; each cell: ours [Wilson 95 % interval] / paper\n")
     say(md2)
-    m = f["maps_beat_pgd_b"]
-    say(f"findings: maps beat PGD-B in {m['wins']}/{m['pairs']} (detector, XAI) pairs"
-          + (f" (mean gain {m['mean_gain']:+.3f})" if m["mean_gain"] is not None else "")
-          + f"; hardest attack for d: {f['hardest_attack']} ("
-          + ", ".join(f"{a} {v:.3f}" for a, v in f["attack_means"].items()) + ")"
-          + (f"; finetuned beats head-only in {f['finetune_beats_head']['wins']}/{f['finetune_beats_head']['xai']} "
-             "XAI columns (Total Average)" if "finetune_beats_head" in f else
-             "; finetuned vs head-only: run the other table to compare"))
+    say("Seed 001's findings, on these numbers (each over every g, and over the g's reaching the clean-accuracy "
+        "threshold):")
+    for line in finding_lines(found):
+        say(f"  {line}")
     say(f"written: {out_dir}/table{number}.md, .csv, .png, seed001_table2.md, .csv, roc/*.png, detail.json, "
           "report.json")
