@@ -280,8 +280,7 @@ def test_kra_pgd_config_builds_the_paper_schedule(tiny_model):
     assert built.min_map_side is None  # the paper's choice: every resolution
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="t"):
         direct = compose("attack", overrides=["attack=kra_deepfool", "attack.min_map_side=8"])
-        planned = compose("attack", overrides=["experiment=kra_smoke", "attack=kra_pgd",
-                                               "+reproduce.kra_min_map_side=8"])  # one line of a reproduce plan
+        planned = compose("attack", overrides=["experiment=kra_smoke", "attack=kra_pgd"])  # the smoke plan sets 8
     assert instantiate(direct.attack)(model=tiny_model).min_map_side == 8
     assert instantiate(planned.attack)(model=tiny_model).min_map_side == 8
 

@@ -50,7 +50,10 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
     assert float(seed001["fake_f2f"]) == pytest.approx(summaries["base"]["metrics"]["test/f2f_fake"], abs=1e-5)
     assert (out / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = result.text  # the report the command line prints
-    assert "| xception | — / 1.000 |" in printed and "| vgg16 | — / 0.955 | — / 0.960 |" in printed
+    assert "| xception | — / 1.000 |" in printed and "| mesonet | — / 0.774 | — / 0.807 |" in printed
+    # the plan's paper-scale-only detectors print so in seed 000's table and stay out of seed 001's
+    assert "| vgg16 | paper scale only / 0.955 | paper scale only / 0.960 |" in printed
+    assert {c["detector"] for c in seed001_cells} == {"xception", "efficientnet_b4_st", "mesonet", "tiny_cnn"}
 
     assert {r["run"] for r in json.loads((out / "report.json").read_text())["runs"].values()} >= {
         str(run) for run in runs.values()}

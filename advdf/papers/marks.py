@@ -57,13 +57,16 @@ def check_marks(spec: DictConfig, detectors: Iterable[str]) -> None:
         raise ConfigError(f"reproduce.row_of puts two of our detectors in the row(s) {clash}")
 
 
-def plan_marks(spec: DictConfig, clean: Mapping[str, float | None], detail: Mapping[str, str] | None = None) -> Marks:
+def plan_marks(spec: DictConfig, clean: Mapping[str, float | None], detail: Mapping[str, str] | None = None,
+               among: Iterable[str] | None = None) -> Marks:
     """The marks of a table whose rows are our detectors ``clean`` (detector -> clean test accuracy), keyed by the
-    paper rows they stand in; ``detail``: per detector, a footnote text other than its accuracy."""
+    paper rows they stand in; ``detail``: per detector, a footnote text other than its accuracy; ``among``: the
+    detectors this table lists (a plan's ``paper_only`` names those of all its tables; None: every one)."""
     mapping = row_of(spec)
+    listed = None if among is None else set(among)
     return Marks(clean={mapping.get(d, d): a for d, a in clean.items()},
                  models={r: d for d, r in mapping.items() if d in clean and r != d},
-                 paper_only=tuple(mapping.get(d, d) for d in paper_only(spec)),
+                 paper_only=tuple(mapping.get(d, d) for d in paper_only(spec) if listed is None or d in listed),
                  substitutions=tuple(substitutions(spec)),
                  detail={mapping.get(d, d): t for d, t in (detail or {}).items()})
 

@@ -106,7 +106,8 @@ def reproduce_table1(scale: str, overrides: list[str], results_suffix: str = "")
     seed001 = {row(spec, det): {k.removeprefix("test/"): v for k, v in runs[f"{det}/base"]["metrics"].items()}
                for det in seed001_dets}
     marks0 = _seed000_marks(spec, runs)
-    marks1 = plan_marks(spec, {det: clean_acc(runs[f"{det}/base"]["metrics"]) for det in seed001_dets})
+    marks1 = plan_marks(spec, {det: clean_acc(runs[f"{det}/base"]["metrics"]) for det in seed001_dets},
+                        among=spec.seed001)
     t1 = table1_cells({k: v for k, v in accuracy.items() if v is not None}, marks0, counts)
     p1 = pinhasov_table1_cells(seed001, marks1, intervals=True)
     md1, mdp = table1_markdown(t1, marks0), pinhasov_table1_markdown(p1, marks1)
