@@ -45,3 +45,24 @@ def detection_report(pred: torch.Tensor, label: torch.Tensor, video: torch.Tenso
         out[f"n_{name}"] = int((label == cls).sum())
         out[f"n_videos_{name}"] = int((vl == cls).sum())
     return out
+
+
+def iou(pred: torch.Tensor, target: torch.Tensor, empty: float = 1.0) -> torch.Tensor:
+    """Per-sample intersection over union of {0, 1} masks (N, ...).
+
+    Empty-union rule: where neither mask marks a pixel (a real image predicted as untouched), the masks agree and
+    the IoU is ``empty`` (1.0); no division by zero, and a clean real image does not drag a mean IoU down.
+    """
+    p, t = pred.flatten(1) > 0.5, target.flatten(1) > 0.5
+    inter, union = (p & t).sum(1).float(), (p | t).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, empty))
+
+
+def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample fraction of pixels whose {0, 1} label matches (ClassNSeg's own segmentation metric)."""
+    return ((pred.flatten(1) > 0.5) == (target.flatten(1) > 0.5)).float().mean(1)
+
+
+def rmse(x: torch.Tensor, x_adv: torch.Tensor, scale: float = 255.0) -> torch.Tensor:
+    """Per-sample root-mean-square difference on the ``scale`` pixel scale (seed 002 reports it on 0-255)."""
+    return ((x_adv - x) * scale).flatten(1).pow(2).mean(1).sqrt()

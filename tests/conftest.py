@@ -15,6 +15,19 @@ def tiny_model() -> torch.nn.Module:
 
 
 @pytest.fixture
+def tiny_ffm() -> torch.nn.Module:
+    """A 32 px ClassNSeg (seed 002's forensic autoencoder, untrained) whose batch-norm statistics are those of a few
+    random batches, so its eval-mode activations are those of training mode (of order one), not vanishing."""
+    from advdf.forensics import create_forensic
+    from advdf.lit.batchnorm import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = create_forensic("classnseg", input_size=32).train()
+    recalibrate_batchnorm(model, [(torch.rand(8, 3, 32, 32),) for _ in range(3)])
+    return model.eval()
+
+
+@pytest.fixture
 def images() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 32, 32, generator=g)

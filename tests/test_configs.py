@@ -9,13 +9,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from advdf.attacks import Attack
 from advdf.data.datamodule import FFPPDataModule
 from advdf.defenses.base import DEFENSES
 from advdf.errors import CheckpointError
+from advdf.forensics import DetectorView, ZoneAutoencoder
 from advdf.models import Detector
 from advdf.utils.entry import CONF_DIR, register_resolvers, user_error
 
@@ -91,9 +92,15 @@ def test_model_configs_build_detectors(model):
     # 96: a multiple of 32 (MesoNet) above Inception-v3's minimum of 75
     cfg = _compose("attack", [f"model={model}", "model.input_size=96"])
     detector = instantiate(cfg.model).eval()
-    assert isinstance(detector, Detector)
     with torch.no_grad():
-        assert detector(torch.rand(1, 3, 96, 96)).shape == (1, 2)
+        if isinstance(detector, ZoneAutoencoder):  # seed 002's forensic autoencoders: a result, and a detector view
+            out = detector(torch.rand(1, 3, 96, 96))
+            assert out["logits"].shape == (1, 2) and out["recon"].shape == (1, 3, 96, 96)
+            assert ("seg" in out) == detector.has_segmentation
+            assert DetectorView(detector)(torch.rand(1, 3, 96, 96)).shape == (1, 2)
+        else:
+            assert isinstance(detector, Detector)
+            assert detector(torch.rand(1, 3, 96, 96)).shape == (1, 2)
     # the normalization written in the config is the one inside the detector
     assert detector.mean.flatten().tolist() == pytest.approx(list(cfg.model.mean))
     assert detector.std.flatten().tolist() == pytest.approx(list(cfg.model.std))
@@ -123,12 +130,16 @@ def test_evaluate_config_finds_the_denoiser_run_of_its_detector():
 
 
 @pytest.mark.parametrize("attack", group_files("attack"))
-def test_attack_configs_build_attacks(attack, tiny_model):
+def test_attack_configs_build_attacks(attack, tiny_model, tiny_ffm):
     cfg = _compose("attack", [f"attack={attack}"])
-    built = instantiate(cfg.attack)(model=tiny_model)
+    needs_zones = get_class(cfg.attack._target_).needs_zones
+    built = instantiate(cfg.attack)(model=tiny_ffm if needs_zones else tiny_model)
     assert isinstance(built, Attack) and built.name == attack
     if built.eps is None:  # minimum-norm attacks (C&W, DeepFool) run uncapped unless asked
         assert built.norm == "l2"
+    elif "pixel_scale" in cfg.attack:  # seed 002's budgets, given on the 0-255 scale
+        assert built.eps == pytest.approx(float(cfg.attack.eps) / cfg.attack.pixel_scale)
+        assert cfg.attack.pixel_scale == 255
     else:
         assert built.eps == pytest.approx(16 / 255)
 
@@ -173,7 +184,8 @@ def test_task_configs_pick_what_train_py_trains(task):
     cfg = _compose("train", [f"task={task}"])
     assert cfg.trains == task
     assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule",
-                                   "adv_detector": "advdf.lit.AdversarialDetectorModule"}[task]
+                                   "adv_detector": "advdf.lit.AdversarialDetectorModule",
+                                   "ffm": "advdf.lit.FFMModule"}[task]
     # the training function is named by the task, so the generic train job imports no paper's code
     from hydra.utils import get_method
 

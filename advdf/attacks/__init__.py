@@ -7,6 +7,7 @@ from advdf.attacks.bim import BIM
 from advdf.attacks.cw import CW
 from advdf.attacks.deepfool import DeepFool
 from advdf.attacks.fgsm import FGSM
+from advdf.attacks.iap import IAP
 from advdf.attacks.kra import KRA, KeyRegion
 from advdf.attacks.losses import LOSSES, cross_entropy, get_loss, margin
 from advdf.attacks.mifgsm import MIFGSM
@@ -17,10 +18,13 @@ from advdf.attacks.registry import create_attack, list_attacks, register_attack
 from advdf.attacks.sim import SIM
 from advdf.attacks.square import Square
 from advdf.attacks.tifgsm import TIFGSM
+from advdf.attacks.uap import URN, OverFire
+from advdf.attacks.zones import ZoneActivation, ZoneSegmentation
 
 __all__ = [
     "Attack", "AttackOutput", "ActiveSamples", "IterativeAttack", "Perturbed", "eval_mode",
-    "Objective", "Classification", "Context", "KeyRegion",
-    "APGD", "BIM", "CW", "DeepFool", "FGSM", "KRA", "MIFGSM", "NES", "PGD", "SIM", "Square", "TIFGSM",
+    "Objective", "Classification", "Context", "KeyRegion", "ZoneActivation", "ZoneSegmentation",
+    "APGD", "BIM", "CW", "DeepFool", "FGSM", "IAP", "KRA", "MIFGSM", "NES", "OverFire", "PGD", "SIM", "Square",
+    "TIFGSM", "URN",
     "LOSSES", "cross_entropy", "get_loss", "margin", "create_attack", "list_attacks", "register_attack",
 ]

@@ -141,6 +141,7 @@ class Attack(abc.ABC):
     black_box = False  # black-box attacks never call backward and count queries instead of gradient calls
     eps_optional = False  # minimum-norm attacks may run without a cap
     deterministic = True  # same input, same output; False for attacks that draw random numbers (seed them)
+    needs_zones = False  # True: defined on a forensic autoencoder's zones (advdf.forensics), not on logits
     # Part of every cached set's key: bump it in a subclass when a change alters what the attack computes (not for
     # docstrings or refactors), so its old cached sets stop being reused.
     cache_version = 1
@@ -305,7 +306,11 @@ class IterativeAttack(Attack):
         steps: gradient steps.
         alpha: step size (pixel scale).
         random_start: start from a uniform point of the eps-ball (PGD).
+
+    Subclasses change the step's direction through :meth:`step` (a raw-gradient step: seed 002's IAP).
     """
+
+    max_alpha = 1.0  # a signed step beyond the [0, 1] box is meaningless
 
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, alpha: float | str = 2 / 255, steps: int = 10,
                  random_start: bool = False, **kwargs) -> None:
@@ -313,11 +318,15 @@ class IterativeAttack(Attack):
         if steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         alpha = parse_budget(alpha, "alpha")
-        if not 0 < alpha <= 1:
-            raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
+        if not 0 < alpha <= self.max_alpha:
+            raise ConfigError(f"alpha must be in (0, {self.max_alpha:g}], got {alpha}")
         self.alpha = float(alpha)
         self.steps = int(steps)
         self.random_start = random_start
+
+    def step(self, grad: torch.Tensor) -> torch.Tensor:
+        """The update added to the iterate before projection, from the score's gradient (ascent)."""
+        return self.alpha * grad.sign()
 
     def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         x_adv = x.clone()
@@ -337,6 +346,6 @@ class IterativeAttack(Attack):
                 xa, xc, grad = xa[keep], xc[keep], grad[keep]
                 if active.empty:
                     break
-            x_adv = active.put(x_adv, self.project(xa + self.alpha * grad.sign(), xc))
+            x_adv = active.put(x_adv, self.project(xa + self.step(grad), xc))
         # The output of the last step belongs to the previous iterate, so the final point needs one forward.
         return Perturbed(x_adv, active.final(x_adv, ctx, self.evaluate), calls, clean=clean)

@@ -12,7 +12,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, get_worker_info
 
-from advdf.data.dataset import FrameDataset, balanced_subset, read_index
+from advdf.data.dataset import FrameDataset, balanced_subset, one_manipulation, read_index
 from advdf.data.faces import create_face_detector
 from advdf.data.prepare import PrepareReport, finished_preparation, prepare_ffpp
 from advdf.data.source import data_identity
@@ -88,6 +88,9 @@ class FFPPDataModule(pl.LightningDataModule):
         seed: seed of the subset selection. The training augmentation follows the run's global seed instead
             (torch's seed of the process, of each loader worker under DDP ranks and workers).
         name: the data set's name (labels results and derived paths).
+        manipulation: one manipulation's data set (seed 002): its fake frames and as many real ones per split
+            (:func:`advdf.data.dataset.one_manipulation`); ``None``: every manipulation.
+        masks: items carry the forged-region ``mask`` (segmentation training and attacks).
     """
 
     def __init__(
@@ -110,6 +113,8 @@ class FFPPDataModule(pl.LightningDataModule):
         limit_per_split: int | None = None,
         seed: int = 0,
         name: str = "ffpp",
+        manipulation: str | None = None,
+        masks: bool = False,
     ) -> None:
         super().__init__()
         check_data_options(batch_size, num_workers, crop_size, frames_per_video_real, frames_per_video_fake,
@@ -134,6 +139,11 @@ class FFPPDataModule(pl.LightningDataModule):
         self.test_per_class = test_per_class
         self.limit_per_split = limit_per_split
         self.seed = seed
+        if manipulation is not None and manipulation not in manipulations:
+            raise ConfigError(f"data.manipulation={manipulation!r} is not among data.manipulations "
+                              f"{list(manipulations)}")
+        self.manipulation = manipulation
+        self.masks = masks
         self.datasets: dict[str, FrameDataset] = {}
 
     @property
@@ -176,18 +186,20 @@ class FFPPDataModule(pl.LightningDataModule):
         rows = read_index(self.prepared_dir)
         for split in SPLITS:
             part = [r for r in rows if r["split"] == split]
+            if self.manipulation is not None and part:
+                part = one_manipulation(part, self.manipulation, self.seed)
             if split == "test" and self.test_per_class:
                 part = balanced_subset(part, self.test_per_class, self.seed)
             if self.limit_per_split:
                 part = balanced_subset(part, self.limit_per_split // 2, self.seed)
             if not part:
                 raise DataError(f"split {split!r} of {self.prepared_dir / 'index.csv'} is empty")
-            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size)
+            self.datasets[split] = FrameDataset(part, self.prepared_dir, self.input_size, masks=self.masks)
         # Training batches see the augmentations (and AugMix views); every other reader of the training split
         # (attacks, denoiser training pairs) sees the frames as they are, so cached sets match their clean images.
         train = self.datasets["train"]
         self.augmented_train = FrameDataset(train.rows, train.root, train.input_size, transform=self.augment,
-                                            augmix=self.augmix)
+                                            augmix=self.augmix, masks=self.masks)
 
     def dataset(self, split: str) -> FrameDataset:
         """The frames of ``split``, without training augmentation."""

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 WEIGHTS = {"detector": "detector.safetensors", "denoiser": "denoiser.safetensors",
-           "adv_detector": "adv_detector.safetensors"}
-KINDS = {"detector": "a detector", "denoiser": "a denoiser", "adv_detector": "an adversarial detector"}
+           "adv_detector": "adv_detector.safetensors", "ffm": "detector.safetensors"}
+KINDS = {"detector": "a detector", "denoiser": "a denoiser", "adv_detector": "an adversarial detector",
+         "ffm": "a forensic autoencoder"}
 # Trainer fields that only change what is shown or where it goes, never the weights or metrics.
 TRAINER_COSMETIC = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
                     "logger", "callbacks", "profiler")
@@ -80,6 +81,16 @@ def frozen_detector(cfg: DictConfig) -> dict:
     return {"name": cfg.model.name, "weights_sha256": file_digest(path)}
 
 
+def starting_weights(model: DictConfig) -> str | None:
+    """The sha256 of the weights a model starts from (``model.checkpoint_path``: fine-tuning), or None."""
+    path = model.get("checkpoint_path")
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise CheckpointError(f"model.checkpoint_path={path}: no such file (the weights to start from)")
+    return file_digest(path)
+
+
 def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
     """What determines the weights of the run ``cfg`` trains (its ``trains`` kind), as plain JSON."""
     kind = cfg.get("trains", "detector")
@@ -88,6 +99,8 @@ def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
               "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed}
     if kind == "detector":
         out = {**common, "variant": cfg.variant}
+    elif kind == "ffm":
+        out = {**common, "model": {**_pick(cfg.model, ("checkpoint_path",)), "init": starting_weights(cfg.model)}}
     elif kind == "denoiser":
         out = {**common, "detector": frozen_detector(cfg), "defense": _pick(cfg.defense, ("checkpoint",)),
                **{k: _plain(cfg[k]) for k in ("denoiser_data", "split", "limit", "batch_size", "shard_size")}}
@@ -96,7 +109,7 @@ def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
                **{k: _plain(cfg[k]) for k in ("adv_detector", "xai", "adv_data", "split", "batch_size",
                                               "shard_size")}}
     else:
-        raise ConfigError(f"trains={kind!r}: advdf trains a detector, denoiser or adv_detector")
+        raise ConfigError(f"trains={kind!r}: advdf trains a detector, ffm, denoiser or adv_detector")
     return json.loads(json.dumps(out, default=str))
 
 
@@ -105,6 +118,8 @@ def prefix_of(cfg: DictConfig) -> Path:
     kind = cfg.get("trains", "detector")
     if kind == "detector":
         return Path(cfg.paths.detector_prefix)
+    if kind == "ffm":
+        return Path(cfg.paths.ffm_prefix)
     if kind == "denoiser":
         return denoiser_prefix(cfg.checkpoint, cfg.defense.name)
     return Path(cfg.checkpoint).parent / "adv_detectors" / cfg.adv_detector.name / cfg.xai.name
