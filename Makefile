@@ -10,6 +10,7 @@ DATA_SEEDS ?=
 SEEDS_ARG := $(if $(strip $(DATA_SEEDS)),--data-seeds $(DATA_SEEDS))
 
 .PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-kra \
+	reproduce-ffm \
 	bench-attacks clean help
 
 help:  ## list targets
@@ -50,6 +51,9 @@ reproduce-table4: $(STAMP)  ## seed 001 Tables 4 and 2 (Detect-ResNet50 head onl
 
 reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box and transfer); SCALE=smoke|paper DATA_SEEDS=0,1,2
 	$(PY) -m advdf.papers.reproduce kra --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
+
+reproduce-ffm: $(STAMP)  ## seed 002 Tables 1-4 (IAPs and UAPs on forensic autoencoders, transfer); SCALE=smoke|paper DATA_SEEDS=0,1,2
+	$(PY) -m advdf.papers.reproduce ffm --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
 
 bench-attacks: $(STAMP)  ## time each attack against torchattacks on one model and batch (CPU or GPU)
 	$(PY) -m benchmarks.bench_attacks $(ARGS)

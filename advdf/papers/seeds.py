@@ -22,7 +22,7 @@ from advdf.utils.io import atomic_write_json, atomic_write_text
 
 # Per target: the experiment prefix and the config it is composed with (as the target itself composes it).
 PLANS = {"table1": ("table1", "train"), "table2": ("table2", "evaluate"), "kra": ("kra", "attack"),
-         "table3": ("xai", "train"), "table4": ("xai", "train")}
+         "table3": ("xai", "train"), "table4": ("xai", "train"), "ffm": ("ffm", "train")}
 # Set per seed: a user's override of them would be silently replaced.
 SEEDED_KEYS = ("data.synthetic.seed", "data.synthetic", "data.root")
 

@@ -152,3 +152,36 @@ def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float |
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return _save_png(fig, path)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | Path, title: str = "",
+               row_labels: Sequence[str] | None = None) -> Path:
+    """A grid of images (one list per row, HxWx3 in [0, 1] or HxW masks), column titles above, written as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig = Figure(figsize=(1.9 * n_cols, 1.9 * n_rows + 0.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(row):
+                image = np.asarray(row[j])
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            if i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=8)
+            if j == 0 and row_labels:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save_png(fig, path)
+
+
+def min_max(image: np.ndarray) -> np.ndarray:
+    """``image`` scaled to [0, 1] by its own minimum and maximum (how perturbations are shown)."""
+    lo, hi = float(image.min()), float(image.max())
+    return np.zeros_like(image) if hi <= lo else (image - lo) / (hi - lo)
