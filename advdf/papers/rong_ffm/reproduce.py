@@ -20,30 +20,34 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
-from advdf.attacks.checks import check_adversarial
 from advdf.attacks.objectives import Context
 from advdf.data.dataset import FrameDataset, balanced_subset
 from advdf.errors import ConfigError
 from advdf.forensics import random_triangle_masks
 from advdf.jobs.plan import Trained, compose_config, ensure_trained
-from advdf.metrics import iou, rmse
+from advdf.metrics import iou
 from advdf.models.checkpoint import file_digest
 from advdf.papers.marks import clean_acc, marks_record, plan_marks
 from advdf.papers.rong_ffm import layout
-from advdf.report.findings import Finding, both_scopes, finding_lines
-from advdf.report.plots import image_grid, min_max
+from advdf.papers.rong_ffm.figures import ffm_figures
+from advdf.papers.rong_ffm.findings import ffm_findings
+from advdf.papers.rong_ffm.measure import (
+    Cells,
+    Meter,
+    batches,
+    checked,
+    mean_or_none,
+    measure_predictions,
+    outputs,
+)
+from advdf.report.findings import finding_lines
 from advdf.report.render import MISSING, Lines, Reproduced, fmt, long_csv, rate_fields
 from advdf.report.wandb import log_wandb_tables
-from advdf.store.cells import CellStore
 from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("advdf.reproduce")
-BATCH = 64
-
-
 # --- the plan ------------------------------------------------------------------------------------------------
 def _check_plan(spec: DictConfig) -> None:
     """ConfigError, before any work, for a plan that cannot run."""
@@ -105,69 +109,6 @@ def _frames(cfg: DictConfig, per_class: int | None) -> FrameDataset:
     return FrameDataset(rows, test.root, test.input_size, masks=True)
 
 
-# --- measuring ---------------------------------------------------------------------------------------------
-def _outputs(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Predicted labels and, for a model with a segmentation branch, the predicted {0, 1} masks."""
-    with torch.no_grad():
-        out = model(x)
-    if isinstance(out, dict):
-        seg = out.get("seg")
-        return out["logits"].argmax(1), None if seg is None else (seg[:, 1:] > 0.5).float()
-    return out.argmax(1), None
-
-
-class Meter:
-    """Per-sample values of one configuration, gathered over batches, reduced to a table's numbers."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, list[torch.Tensor]] = {}
-
-    def add(self, **values: torch.Tensor) -> None:
-        for k, v in values.items():
-            self.parts.setdefault(k, []).append(v.detach().float().cpu())
-
-    def result(self) -> dict:
-        out = {}
-        for k, parts in self.parts.items():
-            v = torch.cat(parts)
-            out[k] = None if v.numel() == 0 else float(v.mean())
-            out[f"n_{k}"] = int(v.numel())
-        return out
-
-
-def _measure_predictions(meter: Meter, model, x, y, mask, x_adv=None) -> None:
-    pred, seg = _outputs(model, x if x_adv is None else x_adv)
-    meter.add(correct=(pred == y))
-    if x_adv is not None:
-        meter.add(rmse=rmse(x, x_adv))
-    if seg is not None:
-        overlap = iou(seg, mask)
-        meter.add(iou_all=overlap, iou_fake=overlap[y == 1])
-
-
-class Cells:
-    """A measured configuration, computed once: the cell store keyed by what it depends on."""
-
-    def __init__(self, directory: Path) -> None:
-        self.store = CellStore(directory)
-
-    def get(self, name: str, key: dict, compute) -> dict:
-        rows = self.store.get(key, name)
-        if rows is None:
-            rows = self.store.put(key, [compute()], name)
-        return rows[0]
-
-
-def _batches(frames: FrameDataset):
-    for batch in DataLoader(frames, batch_size=BATCH, shuffle=False):
-        yield batch["image"], batch["label"], batch["mask"], batch["index"]
-
-
-def _checked(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    check_adversarial(x_adv, x, eps)
-    return x_adv
-
-
 # --- the tables ----------------------------------------------------------------------------------------------
 def _rate(result: dict, key: str = "correct") -> dict:
     value, n = result.get(key), result.get(f"n_{key}")
@@ -183,9 +124,6 @@ def _long(table: str, keys: dict, metric: str, cell: dict, marks_fields: dict) -
             **{k: cell[k] for k in ("n", "lo", "hi") if k in cell}, **marks_fields}
 
 
-def _mean(values) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
 
 
 def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") -> Reproduced:
@@ -218,38 +156,38 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
 
     def clean(d):
         meter = Meter()
-        for x, y, m, _ in _batches(frames[d]):
-            _measure_predictions(meter, nets[d], x, y, m)
+        for x, y, m, _ in batches(frames[d]):
+            measure_predictions(meter, nets[d], x, y, m)
         return meter.result()
 
     def iap(d, k):
         meter = Meter()
-        for x, y, m, _ in _batches(frames[d]):
+        for x, y, m, _ in batches(frames[d]):
             attack = iap_cls(model=nets[d], steps=int(k))
-            x_adv = _checked(attack.run(x, y).x_adv, x, attack.eps)
-            _measure_predictions(meter, nets[d], x, y, m, x_adv)
+            x_adv = checked(attack.run(x, y).x_adv, x, attack.eps)
+            measure_predictions(meter, nets[d], x, y, m, x_adv)
         return meter.result()
 
     def seg(d):
         meter = Meter()
-        for x, y, m, idx in _batches(frames[d]):
+        for x, y, m, idx in batches(frames[d]):
             fake = y == 1
             if not fake.any():
                 continue
             x, y, m, idx = x[fake], y[fake], m[fake], idx[fake]
             adv_mask = random_triangle_masks(idx, side, seed=int(spec.mask_seed))
             attack = iap_seg(model=nets[d])
-            x_adv = _checked(attack.run(x, y, Context(adv_mask=adv_mask, mask=m)).x_adv, x, attack.eps)
+            x_adv = checked(attack.run(x, y, Context(adv_mask=adv_mask, mask=m)).x_adv, x, attack.eps)
             for state, z in (("before", x), ("after", x_adv)):
-                pred, masks = _outputs(nets[d], z)
+                pred, masks = outputs(nets[d], z)
                 meter.add(**{f"correct_{state}": pred == y, f"iou_orig_{state}": iou(masks, m),
                              f"iou_adv_{state}": iou(masks, adv_mask)})
         return meter.result()
 
     def universal(model, d, perturb, eps):
         meter = Meter()
-        for x, y, m, _ in _batches(frames[d]):
-            _measure_predictions(meter, model, x, y, m, _checked(perturb(x, y), x, eps))
+        for x, y, m, _ in batches(frames[d]):
+            measure_predictions(meter, model, x, y, m, checked(perturb(x, y), x, eps))
         return meter.result()
 
     key = {"frames": None, "side": side}
@@ -277,7 +215,7 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
                                  lambda m=m, d=d: universal(others[m, d], d, uaps[d].apply, uaps[d].eps)),
                 "urn": cells.get(f"{m}_urn__{d}", {**kt, "attack": urn_cfg},
                                  lambda m=m, d=d: universal(others[m, d], d, noise.apply, noise.eps))}
-    examples = _figures(out_dir, spec, nets, frames, uaps, iap_cls, iap_seg, side)
+    examples = ffm_figures(out_dir, spec, nets, frames, uaps, iap_cls, iap_seg, side)
     wall = time.perf_counter() - t_start
 
     # marks: each data set's target by its clean test accuracy (of its training run), Table 4 by each model's worst
@@ -327,13 +265,13 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
     seg_before = [t2[d, "original"]["iou_orig"]["ours"] for d in datasets]
     seg_after = [t2[d, "attacked"]["iou_orig"]["ours"] for d in datasets]
     seg_adv = [t2[d, "attacked"]["iou_adv"]["ours"] for d in datasets if t2[d, "attacked"]["iou_adv"]["ours"] is not None]
-    ours_summary = {"uap_clean_same": _mean(clean3[d]["ours"] for d in datasets), "uap_same": _mean(same),
-                    "uap_unseen_drop": _mean(unseen_drop), "urn_drop": _mean(urn_drop),
-                    "seg_iou_orig_before": _mean(seg_before), "seg_iou_orig_after": _mean(seg_after),
+    ours_summary = {"uap_clean_same": mean_or_none(clean3[d]["ours"] for d in datasets), "uap_same": mean_or_none(same),
+                    "uap_unseen_drop": mean_or_none(unseen_drop), "urn_drop": mean_or_none(urn_drop),
+                    "seg_iou_orig_before": mean_or_none(seg_before), "seg_iou_orig_after": mean_or_none(seg_after),
                     "seg_iou_adv_after": max(seg_adv) if seg_adv else None}
-    drops = {m: _mean(t4[m, d]["clean"]["ours"] - t4[m, d]["uap"]["ours"] for d in datasets) for m in spec.transfer}
+    drops = {m: mean_or_none(t4[m, d]["clean"]["ours"] - t4[m, d]["uap"]["ours"] for d in datasets) for m in spec.transfer}
     summary = layout.summary_cells(ours_summary, drops)
-    found = _findings(spec, datasets, t1, t2, clean3, uap3, urn3, t4, marks)
+    found = ffm_findings(spec, datasets, t1, t2, clean3, uap3, urn3, t4, marks)
 
     md1 = layout.table1_markdown(t1, [0, *spec.iap_iterations], marks)
     md2 = layout.table2_markdown(t2, marks)
@@ -384,92 +322,6 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
                                                          "model"])})
 
 
-def _findings(spec, datasets, t1, t2, clean3, uap3, urn3, t4, marks) -> list[Finding]:
-    last = max(int(k) for k in spec.iap_iterations)
-
-    def iap_cls(rows):
-        accs = [t1[d, last]["acc"]["ours"] for d in rows]
-        ious = [(t1[d, 0]["iou_fake"]["ours"], t1[d, last]["iou_fake"]["ours"]) for d in rows]
-        known = [(b, a) for b, a in ious if None not in (b, a)]
-        holds = None if None in accs or not known else max(accs) <= 0.1 and all(a < b for b, a in known)
-        return Finding("iap_cls_fabricates", f"IAP-cls drops accuracy near 0 in {last} iterations and lowers IoU "
-                       "without L_seg", f"accuracy {', '.join(fmt(a) for a in accs)}; IoU (fake) "
-                       f"{', '.join(f'{fmt(b)} -> {fmt(a)}' for b, a in ious)}", holds, {"acc": accs})
-
-    def iap_seg(rows):
-        pairs = [(t2[d, "original"], t2[d, "attacked"]) for d in rows]
-        vals = [(o["iou_adv"]["ours"], a["iou_adv"]["ours"], o["iou_orig"]["ours"], a["iou_orig"]["ours"])
-                for o, a in pairs]
-        known = [v for v in vals if None not in v]
-        holds = None if not known else all(v[1] > v[0] and v[3] < v[2] for v in known)
-        return Finding("iap_seg_fabricates", "IAP-seg raises IoU toward the adversarial masks and lowers it toward the "
-                       "originals", "; ".join(f"adv {fmt(v[0])} -> {fmt(v[1])}, orig {fmt(v[2])} -> {fmt(v[3])}"
-                                               for v in vals), holds)
-
-    def uap_beats_urn(rows):
-        pairs = [(uap3[a, d]["ours"], urn3[d]["ours"]) for a in datasets for d in rows]
-        known = [p for p in pairs if None not in p]
-        holds = None if not known else all(u < r for u, r in known)
-        return Finding("uap_beats_urn", "UAP lowers accuracy more than URN in every cell",
-                       f"{sum(u < r for u, r in known)}/{len(known)} cells", holds)
-
-    def same_vs_unseen(rows):
-        same = [clean3[d]["ours"] - uap3[d, d]["ours"] for d in rows if None not in (clean3[d]["ours"], uap3[d, d]["ours"])]
-        unseen = [clean3[d]["ours"] - uap3[a, d]["ours"] for a in datasets for d in rows
-                  if a != d and None not in (clean3[d]["ours"], uap3[a, d]["ours"])]
-        s, u = _mean(same), _mean(unseen)
-        return Finding("same_dataset_drop_larger", "the same-data-set drop exceeds the unseen-data-set drop",
-                       f"mean drop same {fmt(s)}, unseen {fmt(u)}", None if None in (s, u) else s > u)
-
-    def transfer(rows):
-        models = list(spec.transfer)
-        gains = {m: _mean(t4[m, d]["urn"]["ours"] - t4[m, d]["uap"]["ours"] for d in rows
-                          if None not in (t4[m, d]["urn"]["ours"], t4[m, d]["uap"]["ours"])) for m in models}
-        holds = None if None in gains.values() else all(g > 0 for g in gains.values())
-        return Finding("uap_transfers_to_unseen_ffms", "UAPs transfer to both unseen FFMs better than URN",
-                       ", ".join(f"{m}: URN - UAP accuracy {fmt(g)}" for m, g in gains.items()), holds)
-
-    found = []
-    for check in (iap_cls, iap_seg, uap_beats_urn, same_vs_unseen, transfer):
-        found += both_scopes(check, datasets, marks)
-    return found
-
-
-def _figures(out_dir, spec, nets, frames, uaps, iap_cls, iap_seg, side) -> dict[str, str]:
-    """Figures 1-3 of seed 002 on two fake frames of the base data set: IAP-cls, IAP-seg, and the UAPs."""
-    d = spec.base
-    net = nets[d]
-    fakes = [i for i, r in enumerate(frames[d].rows) if r["label"] == 1][:2]
-    if not fakes:
-        return {}
-    items = [frames[d][i] for i in fakes]
-    x = torch.stack([it["image"] for it in items])
-    y = torch.tensor([it["label"] for it in items])
-    m = torch.stack([it["mask"] for it in items])
-    idx = torch.tensor([it["index"] for it in items])
-
-    def as_img(t: torch.Tensor):
-        return t.permute(1, 2, 0).numpy()
-
-    x_cls = iap_cls(model=net).run(x, y).x_adv
-    _, seg_cls = _outputs(net, x_cls)
-    rows1 = [[as_img(x[i]), as_img(x_cls[i]), min_max(as_img(x_cls[i] - x[i])), m[i, 0].numpy(),
-              seg_cls[i, 0].numpy()] for i in range(len(x))]
-    adv_mask = random_triangle_masks(idx, side, seed=int(spec.mask_seed))
-    x_seg = iap_seg(model=net).run(x, y, Context(adv_mask=adv_mask, mask=m)).x_adv
-    _, seg_seg = _outputs(net, x_seg)
-    rows2 = [[adv_mask[i, 0].numpy(), as_img(x_seg[i]), min_max(as_img(x_seg[i] - x[i])), seg_seg[i, 0].numpy()]
-             for i in range(len(x))]
-    rows3 = [[min_max(as_img(uaps[a].universal(tuple(x.shape[1:]))[c])) for c in (0, 1)] for a in spec.datasets]
-    paths = {
-        "figure1": image_grid(rows1, ["original", "IAP-cls", "perturbation", "true mask", "segmentation"],
-                              out_dir / "figure1.png", f"IAP-cls on {d}"),
-        "figure2": image_grid(rows2, ["adversarial mask", "IAP-seg", "perturbation", "segmentation"],
-                              out_dir / "figure2.png", f"IAP-seg on {d}"),
-        "figure3": image_grid(rows3, ["UAP: fake zone", "UAP: real zone"], out_dir / "figure3.png",
-                              "UAPs (min-max scaled)", row_labels=list(spec.datasets)),
-    }
-    return {k: str(v) for k, v in paths.items()}
 
 
 __all__ = ["reproduce_ffm"]
