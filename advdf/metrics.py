@@ -1,4 +1,5 @@
-"""Detection metrics beyond torchmetrics: seed 001's frame-level (F2F) and video-level (Vid) accuracy.
+"""Metrics beyond torchmetrics: seed 001's frame-level (F2F) and video-level (Vid) accuracy, and seed 002's mask IoU,
+pixel accuracy and RMSE on the 0-255 scale.
 
 F2F: the fraction of frames classified correctly. Vid: a video is called fake when more than 50 % of its
 frames are called fake (majority vote), then the fraction of videos classified correctly. Both are also
