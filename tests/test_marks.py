@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from advdf.errors import ConfigError
+from advdf.papers.jin2025.findings import table2_findings
 from advdf.papers.jin2025.layout import table1_cells, table1_markdown, table2_cells, table2_markdown
-from advdf.papers.jin2025.table2 import _findings
 from advdf.papers.marks import check_marks, plan_marks
 from advdf.papers.pinhasov2024.layout import (
     pinhasov_table1_cells,
@@ -130,7 +130,7 @@ def _table2_ours(strong: float, weak: float) -> dict:
 def test_table2_findings_are_judged_again_without_the_weak_rows():
     ours = _table2_ours(strong=0.6, weak=0.1)
     marks = Marks(clean={"resnet50": 0.95, "mesonet": 0.6})
-    found = {(f.key, f.scope): f for f in _findings(ours, ["resnet50", "mesonet"], marks)}
+    found = {(f.key, f.scope): f for f in table2_findings(ours, ["resnet50", "mesonet"], marks)}
     assert found["jpeg70_ge_jpeg90", "all"].holds is False  # 0.35 vs 0.55: the weak MesoNet decides
     strong = found["jpeg70_ge_jpeg90", "strong"]
     assert strong.holds is True and strong.values["rows"] == ["resnet50"] and strong.values["jpeg70"] == 0.6
@@ -144,7 +144,7 @@ def test_table2_findings_are_judged_again_without_the_weak_rows():
 
 def test_no_row_reaching_the_threshold_is_said_so():
     marks = Marks(clean={"resnet50": 0.7, "mesonet": 0.6})
-    found = _findings(_table2_ours(0.6, 0.1), ["resnet50", "mesonet"], marks)
+    found = table2_findings(_table2_ours(0.6, 0.1), ["resnet50", "mesonet"], marks)
     strong = [f for f in found if f.scope == "strong"]
     assert len(strong) == 4 and all(f.holds is None and f.text == NO_STRONG_ROW for f in strong)
     assert f"    rows with clean acc ≥ 0.85: {NO_STRONG_ROW}" in finding_lines(found)

@@ -28,6 +28,7 @@ Args:
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -82,9 +83,9 @@ class _Universal(Attack):
         self._universal: dict[tuple, torch.Tensor] = {}
         self.craft_grad_calls = 0
 
+    @abc.abstractmethod
     def craft(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """(2, C, H, W) perturbations in [-eps, eps] on [0, 1] images: index c makes images read as zone c."""
-        raise NotImplementedError
 
     def universal(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         """The crafted perturbations for images of ``shape`` (C, H, W), crafted on first use."""

@@ -18,6 +18,7 @@ space and, for models with a segmentation branch, ``seg`` (N, 2, H, W) per-pixel
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import torch
@@ -56,7 +57,7 @@ def segmentation_loss(seg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return nn.functional.nll_loss(logp, target, reduction="none").flatten(1).mean(1)
 
 
-class ZoneAutoencoder(nn.Module):
+class ZoneAutoencoder(nn.Module, abc.ABC):
     """Encoder with two latent zones, selection, and decoders; subclasses build ``encoder`` and ``decoders``.
 
     Args:
@@ -100,8 +101,9 @@ class ZoneAutoencoder(nn.Module):
         keep = nn.functional.one_hot(zone.long(), 2).to(h.dtype)  # (N, 2)
         return (h.unflatten(1, (2, h.shape[1] // 2)) * keep[:, :, None, None, None]).flatten(1, 2)
 
+    @abc.abstractmethod
     def decode(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The decoders' outputs (``recon``, and ``seg`` with a segmentation branch) from a selected latent."""
 
     # --- the forward the attacks and the module use ------------------------------------------------------
     def forward(self, x: torch.Tensor, zone: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -81,3 +81,10 @@ def require_detectors(names: list[str]) -> None:
     if unknown:
         raise ConfigError(f"reproduce lists {unknown}, not registered detectors with a conf/model file "
                           f"(available: {', '.join(list_detectors())}); remove them or add the detectors")
+
+
+def require_attack_configs(names: list[str], what: str = "reproduce attacks") -> None:
+    """Raise ConfigError naming every attack of a plan without a conf/attack file."""
+    missing = [a for a in names if not (CONF_DIR / "attack" / f"{a}.yaml").is_file()]
+    if missing:
+        raise ConfigError(f"{what} {missing} have no conf/attack file")

@@ -18,7 +18,13 @@ from omegaconf import DictConfig
 from advdf.errors import ConfigError
 from advdf.jobs.attack import cache_for, run_attack, selected_positions
 from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
-from advdf.jobs.plan import compose_config, detector_overrides, ensure_trained, require_detectors
+from advdf.jobs.plan import (
+    compose_config,
+    detector_overrides,
+    ensure_trained,
+    require_attack_configs,
+    require_detectors,
+)
 from advdf.jobs.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
 from advdf.models.checkpoint import file_digest
 from advdf.papers.liao2021.layout import (
@@ -32,7 +38,6 @@ from advdf.report.findings import Finding, both_scopes, finding_lines
 from advdf.report.marks import Marks
 from advdf.report.render import MISSING, Lines, Reproduced, long_csv
 from advdf.report.wandb import log_wandb_tables
-from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text, digest
 
 log = logging.getLogger("advdf.reproduce")
@@ -46,10 +51,7 @@ def _check_kra_plan(spec: DictConfig) -> None:
     not_listed = [s for s in spec.sources if s not in detectors]
     if not_listed:
         raise ConfigError(f"reproduce.sources {not_listed} are not in reproduce.detectors")
-    attacks = [*spec.attacks, spec.transfer_attack]
-    missing = [a for a in attacks if not (CONF_DIR / "attack" / f"{a}.yaml").is_file()]
-    if missing:
-        raise ConfigError(f"reproduce attacks {missing} have no conf/attack file")
+    require_attack_configs([*spec.attacks, spec.transfer_attack])
 
 
 def _perceptibility(source: TransferSource) -> dict[str, float]:

@@ -25,7 +25,7 @@ from advdf.attacks.objectives import Context
 from advdf.data.dataset import FrameDataset, balanced_subset
 from advdf.errors import ConfigError
 from advdf.forensics import random_triangle_masks
-from advdf.jobs.plan import Trained, compose_config, ensure_trained
+from advdf.jobs.plan import Trained, compose_config, ensure_trained, require_attack_configs
 from advdf.metrics import iou
 from advdf.models.checkpoint import file_digest
 from advdf.papers.marks import clean_acc, marks_record, plan_marks
@@ -44,7 +44,6 @@ from advdf.papers.rong_ffm.measure import (
 from advdf.report.findings import finding_lines
 from advdf.report.render import MISSING, Lines, Reproduced, fmt, long_csv, rate_fields
 from advdf.report.wandb import log_wandb_tables
-from advdf.utils.entry import CONF_DIR
 from advdf.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("advdf.reproduce")
@@ -54,11 +53,11 @@ def _check_plan(spec: DictConfig) -> None:
     datasets = list(spec.datasets)
     if spec.base not in datasets:
         raise ConfigError(f"reproduce.base={spec.base!r} is not among reproduce.datasets {datasets}")
-    for name in ("iap_cls", "iap_seg", "uap_overfire", "urn"):
-        if name not in spec.attacks:
-            raise ConfigError(f"reproduce.attacks needs {name!r} (seed 002's four perturbations)")
-        if not (CONF_DIR / "attack" / f"{name}.yaml").is_file():
-            raise ConfigError(f"reproduce.attacks lists {name!r} without a conf/attack file")
+    needed = ["iap_cls", "iap_seg", "uap_overfire", "urn"]  # seed 002's four perturbations
+    absent = [a for a in needed if a not in spec.attacks]
+    if absent:
+        raise ConfigError(f"reproduce.attacks needs {absent} (seed 002's four perturbations)")
+    require_attack_configs(needed)
     for model, how in spec.transfer.items():
         if how.task not in ("ffm", "detector"):
             raise ConfigError(f"reproduce.transfer.{model}.task must be ffm or detector, got {how.task!r}")
