@@ -312,9 +312,13 @@ def test_shared_detectors_train_identically_across_reproduce_targets(scale, real
 
     seen: dict[tuple[str, str, int], tuple[str, list]] = {}
     digests: dict[tuple[str, str, int], set[str]] = {}
+    augmix_schedules: dict[str, object] = {}
     for experiment in (e for e in group_files("experiment") if e.endswith(f"_{scale}")):
         cfg = _compose("train", [f"experiment={experiment}", f"data.root={real_root}"])
         spec = cfg.reproduce
+        if "augmix" in (spec.get("variants") or spec.get("columns") or []):
+            schedule = spec.get("augmix_from_base")
+            augmix_schedules[experiment] = None if schedule is None else list(schedule)
         # seed 002's plan (reproduce.datasets) trains its models on one manipulation's data set each: never shared
         plans = {**(spec.get("detectors") or {}), **(spec.get("seed001") or {})}
         for det, overrides in plans.items():
@@ -332,3 +336,6 @@ def test_shared_detectors_train_identically_across_reproduce_targets(scale, real
                 seen[key] = (experiment, list(overrides))
     shared = {k: v for k, v in digests.items() if len(v) > 1}
     assert not shared, f"detectors shared by experiments of {scale} scale but trained as different runs: {shared}"
+    assert len(augmix_schedules) >= 2, f"{scale}: Table 1 and Table 2 both train AugMix detectors"
+    assert len({repr(v) for v in augmix_schedules.values()}) == 1, (
+        f"{scale}: AugMix runs train differently across experiments ({augmix_schedules}), so they are trained twice")

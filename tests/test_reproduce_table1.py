@@ -10,6 +10,7 @@ import pytest
 
 from advdf.errors import ConfigError
 from advdf.jobs.runs import find_run
+from advdf.models.checkpoint import file_digest
 from advdf.papers.jin2025.layout import TABLE2_DETECTORS
 from advdf.papers.reproduce import reproduce_table1
 from tests.helpers.scripts import TINY_DATA
@@ -34,6 +35,11 @@ def test_table1_cells_come_from_training_runs_and_rerun_reuses(tmp_path, monkeyp
     # the AugMix run trained with the AugMix data and loss
     assert summaries["augmix"]["config"]["data"]["augmix"]["_target_"].endswith("AugMixViews")
     assert summaries["base"]["config"]["data"]["augmix"] is None
+    # the smoke plan fine-tunes the AugMix run from the base run's weights (reproduce.augmix_from_base)
+    recorded = {v: json.loads((run / "run.json").read_text())["settings"] for v, run in runs.items()}
+    assert recorded["base"]["model"]["init"] is None
+    assert recorded["augmix"]["model"]["init"] == file_digest(runs["base"] / "detector.safetensors")
+    assert recorded["augmix"]["trainer"]["max_epochs"] == 3 and recorded["base"]["trainer"]["max_epochs"] == 2
 
     table1 = _cells(out / "table1.csv")
     ours = {(c["detector"], c["variant"]): c["ours"] for c in table1 if c["ours"]}

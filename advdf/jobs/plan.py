@@ -4,6 +4,7 @@ plan lists, and checking a plan before work starts."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,14 @@ def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
 
 @dataclass(frozen=True)
 class Trained:
-    """A finished training run: its metrics, whether an earlier run was reused (nothing trained), its directory."""
+    """A finished training run: its metrics, whether an earlier run was reused (nothing trained), its directory,
+    and the seconds spent getting it (training, or reading and retesting a reused run)."""
 
     metrics: dict
     reused: bool
     directory: Path
     kind: str = "detector"
+    wall_s: float = 0.0
 
     @property
     def weights(self) -> Path:
@@ -49,22 +52,44 @@ class Trained:
 def ensure_run(cfg: DictConfig) -> Trained:
     """Train the run ``cfg`` describes (detector, denoiser, ...) unless its directory holds a finished run with the
     same recorded settings; a directory recording other settings raises ConfigError."""
+    t0 = time.perf_counter()
     check_training_options(cfg)
     run = run_of(cfg)
     summary = run.finished()
     if summary is None:
-        return Trained(train_job(cfg), False, run.directory, run.kind)
+        metrics = train_job(cfg)
+        return Trained(metrics, False, run.directory, run.kind, time.perf_counter() - t0)
     log.info("reusing trained %s: %s", run.kind, run.directory)
     metrics = summary["metrics"]
     if run.kind == "detector" and cfg.test and summary.get("evaluation") != evaluation_of(cfg):
         metrics = retest_detector(cfg, run.directory)  # the same weights, tested on this config's test subset
-    return Trained(metrics, True, run.directory, run.kind)
+    return Trained(metrics, True, run.directory, run.kind, time.perf_counter() - t0)
 
 
 def ensure_trained(overrides: list[str]) -> Trained:
     """Train the detector of ``overrides`` unless a finished run with these settings exists (see
     :func:`ensure_run`); later stages read it through ``Trained.override()``."""
     return ensure_run(compose_config("train", overrides))
+
+
+def ensure_variants(overrides: list[str], variants: list[str], augmix_from_base: list[str] | None = None
+                    ) -> dict[str, Trained]:
+    """Train (or reuse) one detector's Table 1 variants (:data:`AUGMENT`), base first.
+
+    ``augmix_from_base``: None trains the AugMix variant from the model's own initialization, as seed 000 does; a
+    list of overrides (e.g. fewer epochs, a lower learning rate) fine-tunes it from the base run's weights instead,
+    a cheaper schedule for small budgets; the run records the sha256 of the weights it starts from."""
+    bad = [v for v in variants if v not in AUGMENT]
+    if bad:
+        raise ConfigError(f"reproduce.variants {bad} unknown; choose from {sorted(AUGMENT)}")
+    out: dict[str, Trained] = {}
+    for v in sorted(variants, key=list(AUGMENT).index):
+        extra = []
+        if v == "augmix" and augmix_from_base is not None:
+            base = out.get("base") or ensure_trained([*overrides, f"augment={AUGMENT['base']}"])
+            extra = [base.override("model.checkpoint_path"), *augmix_from_base]
+        out[v] = ensure_trained([*overrides, f"augment={AUGMENT[v]}", *extra])
+    return out
 
 
 def detector_overrides(spec: DictConfig, det: str) -> list[str]:

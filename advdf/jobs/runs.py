@@ -95,12 +95,14 @@ def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
     """What determines the weights of the run ``cfg`` trains (its ``trains`` kind), as plain JSON."""
     kind = cfg.get("trains", "detector")
     pick = {k: _plain(cfg[k]) for k in ("model", "module") if k in cfg}
+    if kind in ("detector", "ffm"):  # a model fine-tuned from local weights: their sha256, not where they lie
+        pick["model"] = {**_pick(cfg.model, ("checkpoint_path",)), "init": starting_weights(cfg.model)}
     common = {"kind": kind, "train_fn": cfg.get("train_fn"), **pick, "data": data_settings(cfg, identity_digest),
               "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed}
     if kind == "detector":
         out = {**common, "variant": cfg.variant}
     elif kind == "ffm":
-        out = {**common, "model": {**_pick(cfg.model, ("checkpoint_path",)), "init": starting_weights(cfg.model)}}
+        out = common
     elif kind == "denoiser":
         out = {**common, "detector": frozen_detector(cfg), "defense": _pick(cfg.defense, ("checkpoint",)),
                **{k: _plain(cfg[k]) for k in ("denoiser_data", "split", "limit", "batch_size", "shard_size")}}

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from advdf.errors import ConfigError
-from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_trained, require_detectors
+from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_variants, require_detectors
 from advdf.papers.jin2025.layout import TABLE1_HEADERS, table1_cells, table1_markdown
 from advdf.papers.marks import (
     check_marks,
@@ -87,16 +87,16 @@ def reproduce_table1(scale: str, overrides: list[str], results_suffix: str = "")
                     "paper_only": paper_only(spec)}
     t_start = time.perf_counter()
     seed000, seed001_dets = runnable(spec, spec.detectors), runnable(spec, spec.seed001)
-    jobs = [(det, variant, list(spec.detectors[det])) for det in seed000 for variant in spec.variants]
-    jobs += [(det, "base", list(spec.seed001[det])) for det in seed001_dets
-             if (det, "base") not in {(d, v) for d, v, _ in jobs}]
-    for i, (det, variant, train_overrides) in enumerate(jobs, 1):
-        log.info("[%d/%d] %s (%s)", i, len(jobs), det, variant)
-        t0 = time.perf_counter()
-        trained = ensure_trained([*base, *detector_overrides(spec, det), f"augment={AUGMENT[variant]}",
-                                  *train_overrides])
-        report["runs"][f"{det}/{variant}"] = {"metrics": trained.metrics, "reused": trained.reused,
-                                              "run": str(trained.directory), "wall_s": time.perf_counter() - t0}
+    jobs = [(det, list(spec.variants), list(spec.detectors[det])) for det in seed000]
+    jobs += [(det, ["base"], list(spec.seed001[det])) for det in seed001_dets if det not in seed000]
+    from_base = spec.get("augmix_from_base")
+    for i, (det, variants, train_overrides) in enumerate(jobs, 1):
+        log.info("[%d/%d] %s (%s)", i, len(jobs), det, ", ".join(variants))
+        trained = ensure_variants([*base, *detector_overrides(spec, det), *train_overrides], variants,
+                                  None if from_base is None else list(from_base))
+        for variant, t in trained.items():
+            report["runs"][f"{det}/{variant}"] = {"metrics": t.metrics, "reused": t.reused,
+                                                  "run": str(t.directory), "wall_s": t.wall_s}
     report["wall_s"] = time.perf_counter() - t_start
 
     runs = report["runs"]

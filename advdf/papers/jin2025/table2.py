@@ -32,12 +32,11 @@ from advdf.jobs.attack import balanced_positions, cache_for, defense_target, run
 from advdf.jobs.common import build_datamodule, load_trained_detector, resolve_device
 from advdf.jobs.evaluate import evaluate_cached, evaluate_clean
 from advdf.jobs.plan import (
-    AUGMENT,
     Trained,
     compose_config,
     detector_overrides,
     ensure_run,
-    ensure_trained,
+    ensure_variants,
     require_detectors,
 )
 from advdf.models.checkpoint import file_digest
@@ -264,8 +263,9 @@ def reproduce_table2(scale: str, overrides: list[str], results_suffix: str = "")
         det_train, name = spec.detectors[det], row(spec, det)
         ov, train = [*base, *detector_overrides(spec, det)], [*train_base, *detector_overrides(spec, det)]
         t0 = time.perf_counter()
-        trained = {v: ensure_trained([*train, f"augment={AUGMENT[v]}", *det_train])
-                   for v in (("base", "augmix") if "augmix" in spec.columns else ("base",))}
+        from_base = spec.get("augmix_from_base")
+        trained = ensure_variants([*train, *det_train], ["base", "augmix"] if "augmix" in spec.columns else ["base"],
+                                  None if from_base is None else list(from_base))
         for v, t in trained.items():
             clean[v][det] = clean_acc(t.metrics)
         t1 = time.perf_counter()
