@@ -28,6 +28,17 @@ def tiny_ffm() -> torch.nn.Module:
 
 
 @pytest.fixture
+def tiny_translators() -> torch.nn.Module:
+    """Seed 003's targets at 32 px and width 8 (untrained): a StarGAN (5 domains) and a U-GAT-IT (one)."""
+    from advdf.attacks.disruption import Translators
+    from advdf.generators import create_generator
+
+    torch.manual_seed(0)
+    return Translators({"stargan": create_generator("stargan", image_size=32, conv_dim=8, repeat_num=1),
+                        "ugatit": create_generator("ugatit", image_size=32, ngf=8, n_blocks=1)}).eval()
+
+
+@pytest.fixture
 def images() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 32, 32, generator=g)

@@ -13,6 +13,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from advdf.attacks import Attack
+from advdf.data.celeba import CelebADataModule
 from advdf.data.datamodule import FFPPDataModule
 from advdf.defenses.base import DEFENSES
 from advdf.errors import CheckpointError
@@ -130,13 +131,16 @@ def test_evaluate_config_finds_the_denoiser_run_of_its_detector():
 
 
 @pytest.mark.parametrize("attack", group_files("attack"))
-def test_attack_configs_build_attacks(attack, tiny_model, tiny_ffm):
+def test_attack_configs_build_attacks(attack, tiny_model, tiny_ffm, tiny_translators):
     cfg = _compose("attack", [f"attack={attack}"])
-    needs_zones = get_class(cfg.attack._target_).needs_zones
-    built = instantiate(cfg.attack)(model=tiny_ffm if needs_zones else tiny_model)
+    cls = get_class(cfg.attack._target_)
+    model = tiny_translators if cls.needs_generators else tiny_ffm if cls.needs_zones else tiny_model
+    built = instantiate(cfg.attack)(model=model)
     assert isinstance(built, Attack) and built.name == attack
     if built.eps is None:  # minimum-norm attacks (C&W, DeepFool) run uncapped unless asked
         assert built.norm == "l2"
+    elif cls.needs_generators:  # seed 003's budgets, given on the generators' [-1, 1] scale
+        assert built.eps == pytest.approx(0.05 / 2) and cfg.attack.scale == 2
     elif "pixel_scale" in cfg.attack:  # seed 002's budgets, given on the 0-255 scale
         assert built.eps == pytest.approx(float(cfg.attack.eps) / cfg.attack.pixel_scale)
         assert cfg.attack.pixel_scale == 255
@@ -239,6 +243,9 @@ def test_xai_attacks_push_fakes_toward_real_inside_16_255(option, tiny_model):
 def test_data_configs_build_datamodules(data, real_root):
     cfg = _compose("train", [f"data={data}", f"data.root={real_root}"])
     dm = instantiate(cfg.data)
+    if data.startswith("celeba"):  # seed 003's face-attribute data (tests/test_celeba.py builds it for real)
+        assert isinstance(dm, CelebADataModule) and dm.image_size == cfg.data.image_size
+        return
     assert isinstance(dm, FFPPDataModule)
     assert dm.input_size == cfg.model.input_size
     assert dm.prepared_dir.name.startswith(f"{cfg.data.name}_{cfg.data.compression}_crop{cfg.data.crop_size}_")
@@ -298,7 +305,7 @@ def test_unknown_key_is_rejected():
 
 def test_every_group_file_is_covered():
     covered = {"model", "attack", "defense", "data", "trainer", "logger", "experiment", "module", "augment",
-               "paths", "hydra", "hydra/launcher", "task", "xai", "adv_detector", "xai_attacks"}
+               "paths", "hydra", "hydra/launcher", "task", "xai", "adv_detector", "xai_attacks", "generator"}
     groups = {str(p.parent.relative_to(CONF_DIR)) for p in Path(CONF_DIR).rglob("*.yaml") if p.parent != CONF_DIR}
     assert groups <= covered, f"config groups without a composition test: {groups - covered}"
 

@@ -142,6 +142,7 @@ class Attack(abc.ABC):
     eps_optional = False  # minimum-norm attacks may run without a cap
     deterministic = True  # same input, same output; False for attacks that draw random numbers (seed them)
     needs_zones = False  # True: defined on a forensic autoencoder's zones (advdf.forensics), not on logits
+    needs_generators = False  # True: attacks image-translation generators (advdf.attacks.disruption.Translators)
     # Part of every cached set's key: bump it in a subclass when a change alters what the attack computes (not for
     # docstrings or refactors), so its old cached sets stop being reused.
     cache_version = 1

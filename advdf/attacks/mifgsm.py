@@ -17,6 +17,8 @@ Args:
     steps: iterations (default 10).
     decay: momentum factor mu (default 1.0).
     nesterov: take the gradient at the Nesterov look-ahead point (default False).
+    random_start: start from a uniform point of the eps-ball (default False, as the paper; seed 003's
+        disruption loss has a zero gradient at the clean input, so its MI-FGSM base starts at random).
     **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
@@ -34,12 +36,13 @@ from advdf.errors import ConfigError
 @register_attack
 class MIFGSM(IterativeAttack):
     def __init__(self, model: nn.Module, eps: float | str = 16 / 255, alpha: float | str | None = None,
-                 steps: int = 10, decay: float = 1.0, nesterov: bool = False, **kwargs) -> None:
+                 steps: int = 10, decay: float = 1.0, nesterov: bool = False, random_start: bool = False,
+                 **kwargs) -> None:
         if steps < 1:  # checked here too because the default alpha divides by it
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if alpha is None:
             alpha = parse_budget(eps, "eps") / steps
-        super().__init__(model, eps, alpha=alpha, steps=steps, random_start=False, **kwargs)
+        super().__init__(model, eps, alpha=alpha, steps=steps, random_start=random_start, **kwargs)
         if decay < 0:
             raise ConfigError(f"decay must be non-negative, got {decay}")
         self.decay = float(decay)
@@ -56,6 +59,8 @@ class MIFGSM(IterativeAttack):
 
     def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         x_adv = x.clone()
+        if self.random_start:
+            x_adv = self.project(x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
         g = torch.zeros_like(x)
         active = ActiveSamples(len(x), x.device, self.early_stop)
         calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -65,7 +70,7 @@ class MIFGSM(IterativeAttack):
             point = xa + self.alpha * self.decay * ga if self.nesterov else xa
             out, grad, n = self._gradient(point, ca)
             calls[active.index] += n
-            if step == 0:
+            if step == 0 and not self.random_start:
                 clean = out  # g = 0 and x_adv = x here, so the point is the clean input
             # Nesterov's output belongs to the look-ahead point, not to x_adv: no early exit on it.
             keep = None if self.nesterov else active.retire(out, self.objective.success(out, ca))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -195,6 +196,27 @@ def tree_lock(root: str | Path) -> FileLock:
     return FileLock(root.parent / f".{root.name}.lock", is_singleton=True)
 
 
+def write_tree_once(root: Path, params: dict, write: Callable[[Path, dict, Path], None], overwrite: bool = False,
+                    check: Callable[[Path], None] | None = None) -> Path:
+    """Write a synthetic tree at ``root`` with ``write(root, params, marker)`` unless its ``synthetic.json`` marker
+    already records ``params``; under the tree's lock, rechecked once held (another job may have written it
+    meanwhile). ``check(root)`` runs under the lock before writing (e.g. to refuse replacing real data)."""
+    marker = root / "synthetic.json"
+
+    def done() -> bool:
+        return marker.is_file() and json.loads(marker.read_text()) == params and not overwrite
+
+    if done():
+        return root
+    with tree_lock(root):
+        if done():
+            return root
+        if check is not None:
+            check(root)
+        write(root, params, marker)
+    return root
+
+
 def generate_synthetic_ffpp(
     root: str | Path,
     num_videos: int = 40,
@@ -220,15 +242,7 @@ def generate_synthetic_ffpp(
         overwrite: regenerate even if a finished tree with these parameters exists.
     """
     params = synthetic_params(num_videos, num_frames, size, seed, compression, split_fractions)
-    root = Path(root)
-    marker = root / "synthetic.json"
-    if marker.is_file() and json.loads(marker.read_text()) == params and not overwrite:
-        return root
-    with tree_lock(root):
-        if marker.is_file() and json.loads(marker.read_text()) == params and not overwrite:
-            return root  # another job wrote it while this one waited
-        _write_tree(root, params, marker)
-    return root
+    return write_tree_once(Path(root), params, _write_tree, overwrite)
 
 
 def _write_tree(root: Path, params: dict, marker: Path) -> None:
