@@ -30,12 +30,17 @@ Args:
     single_domain, single_model: which domain / generator (index) the ``single`` combiners use.
     reg_eps: the regularizers' epsilon (keeps ``log`` and ``penalty`` finite at step 0, where every L is 0).
     tau, strict, masked: the :class:`~advdf.attacks.disruption.Disruption` objective's options.
+    eot: a transformation the protected photo will go through (e.g. ``advdf.defenses.JPEG(75, surrogate="kornia")``,
+        an upload's re-encoding): the gradient steps differentiate through its ``through`` (a differentiable
+        surrogate) against the outputs on the transformed clean image, so the protection survives it; the reported
+        distortion stays the untransformed one.
     **kwargs: the base optimizer's own options (``random_start``, ``decay``, ``n_restarts``, ...), ``batch_size``.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from advdf.attacks.apgd import APGD
 from advdf.attacks.base import IterativeAttack, Perturbed, parse_budget
@@ -66,7 +71,7 @@ class _Disrupting:
     objective: Disruption
 
     def _setup(self, domains: str, models: str, regularizer: str, single_domain: int, single_model: int,
-               reg_eps: float) -> None:
+               reg_eps: float, eot: nn.Module | None) -> None:
         if not isinstance(self.model, Translators):
             raise ConfigError(f"{type(self).__name__} attacks generators: give it advdf.attacks.Translators, got "
                               f"{type(self.model).__name__}")
@@ -82,6 +87,7 @@ class _Disrupting:
                               f"({ {n: len(self.model.domains(n)) for n in self.model.names} })")
         self.domains, self.models, self.regularizer = domains, models, regularizer
         self.single_domain, self.single_model, self.reg_eps = int(single_domain), int(single_model), float(reg_eps)
+        self.eot = eot
         self.backward_calls = 0  # backward passes of the last run, over all generators and batches
         self._t = 0
 
@@ -106,32 +112,23 @@ class _Disrupting:
         return isinstance(self, APGD) or self.early_stop
 
     # --- the model calls -----------------------------------------------------------------------------------
-    def _translate(self, name: str, z: torch.Tensor, ctx: Context, ks: list[int]) -> torch.Tensor:
-        """Outputs (N, len(ks), C, H, W) of generator ``name`` under domains ``ks`` at ``z``, either (N, C, H, W) or
-        already stacked domain-major (len(ks) * N, C, H, W): one forward of the stacked batch."""
-        n = len(ctx["attrs"])
-        if len(z) == n and len(ks) > 1:
-            z = z.repeat(len(ks), 1, 1, 1)
-        out = self.model.translate(name, z, self.model.conditions(name, ctx["attrs"], ks))
-        return out.view(len(ks), n, *out.shape[1:]).transpose(0, 1)
-
     def _distortion(self, name: str, out: torch.Tensor, ctx: Context, ks: list[int]) -> torch.Tensor:
         return self.objective.pair_distortion(out, ctx[f"ref/{name}"][:, ks], ctx["clean"])
 
-    @torch.no_grad()
     def _references(self, x: torch.Tensor, ctx: Context) -> dict[str, torch.Tensor]:
-        """The clean outputs under every domain, once per batch, and the clean images (the masked distortion's)."""
-        refs = {f"ref/{n}": self._translate(n, x, ctx, list(range(len(self.model.domains(n)))))
-                for n in self.model.names}
+        """The clean outputs under every domain, once per batch, and the clean images (the masked distortion's);
+        with ``eot``, also the outputs on the transformed clean images the gradient steps compare against."""
+        refs = {f"ref/{n}": r for n, r in self.model.all_outputs(x, ctx["attrs"]).items()}
+        if self.eot is not None:
+            xt = self.eot(x)
+            refs |= {f"ref_eot/{n}": r for n, r in self.model.all_outputs(xt, ctx["attrs"]).items()}
+            refs["clean_eot"] = xt
         return {**refs, "clean": x}
 
     @torch.no_grad()
     def evaluate(self, z: torch.Tensor, ctx: Context) -> dict[str, torch.Tensor]:
-        cols = []
-        for name in self.model.names:
-            ks = list(range(len(self.model.domains(name))))
-            cols.append(self._distortion(name, self._translate(name, z, ctx, ks), ctx, ks))
-        return {"distortion": torch.cat(cols, 1)}
+        refs = {n: ctx[f"ref/{n}"] for n in self.model.names}
+        return {"distortion": self.objective.all_pairs(self.model.all_outputs(z, ctx["attrs"]), refs, ctx["clean"])}
 
     def score_and_grad(self, z: torch.Tensor, ctx: Context):
         t, self._t = self._t, self._t + 1
@@ -143,7 +140,11 @@ class _Disrupting:
             ks = self._step_domains(name, t)
             zr = z.detach().repeat(len(ks), 1, 1, 1).requires_grad_(True)  # one leaf per domain's copy
             with torch.enable_grad():
-                d = self._distortion(name, self._translate(name, zr, ctx, ks), ctx, ks)  # (N, k)
+                if self.eot is None:
+                    d = self._distortion(name, self.model.outputs(name, zr, ctx["attrs"], ks), ctx, ks)  # (N, k)
+                else:  # through the transformation (its differentiable surrogate), against its clean outputs
+                    out = self.model.outputs(name, self.eot.through(zr), ctx["attrs"], ks)
+                    d = self.objective.pair_distortion(out, ctx[f"ref_eot/{name}"][:, ks], ctx["clean_eot"])
                 (g,) = torch.autograd.grad(d.sum(), zr)
             self.backward_calls += 1
             g = g.view(len(ks), n, *z.shape[1:]).transpose(0, 1)  # (N, k, C, H, W)
@@ -153,7 +154,7 @@ class _Disrupting:
                 g = g.mean(1)  # uniform: the gradient of the mean; single / iterative: the one domain
             grads.append(g)
             losses.append(d.detach().mean(1))
-            if len(ks) == len(self.model.domains(name)):
+            if len(ks) == len(self.model.domains(name)) and self.eot is None:
                 cols[name] = d.detach()
         g = regularize(torch.stack(grads, 1), torch.stack(losses, 1), self.regularizer, self.reg_eps)
         if self.models == "mgda" and g.shape[1] > 1:
@@ -175,7 +176,7 @@ class _Disrupting:
             k = len(self.model.domains(name))
             if full:
                 with torch.no_grad():
-                    parts.append(self._distortion(name, self._translate(name, z, ctx, list(range(k))), ctx,
+                    parts.append(self._distortion(name, self.model.outputs(name, z, ctx["attrs"]), ctx,
                                                   list(range(k))))
             else:
                 parts.append(z.new_full((len(z), k), float("nan")))
@@ -202,10 +203,11 @@ class CDMAA(_Disrupting, IterativeAttack):
     def __init__(self, model: Translators, eps: float | str = 0.05, alpha: float | str = 0.01, steps: int = 10,
                  domains: str = "uniform", models: str = "mgda", regularizer: str = "penalty", single_domain: int = 0,
                  single_model: int = 0, reg_eps: float = 1e-8, tau: float = 0.05, strict: bool = False,
-                 masked: bool = False, scale: float = 2.0, random_start: bool = True, **kwargs) -> None:
+                 masked: bool = False, scale: float = 2.0, random_start: bool = True, eot: nn.Module | None = None,
+                 **kwargs) -> None:
         IterativeAttack.__init__(self, model, steps=steps, random_start=random_start,
                                  **_objective(tau, strict, masked, scale, eps=eps, alpha=alpha), **kwargs)
-        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps)
+        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps, eot)
 
 
 @register_attack
@@ -214,10 +216,10 @@ class CDMAAMomentum(_Disrupting, MIFGSM):
                  domains: str = "uniform", models: str = "mgda", regularizer: str = "penalty", single_domain: int = 0,
                  single_model: int = 0, reg_eps: float = 1e-8, tau: float = 0.05, strict: bool = False,
                  masked: bool = False, scale: float = 2.0, decay: float = 1.0, random_start: bool = True,
-                 **kwargs) -> None:
+                 eot: nn.Module | None = None, **kwargs) -> None:
         MIFGSM.__init__(self, model, steps=steps, decay=decay, random_start=random_start,
                         **_objective(tau, strict, masked, scale, eps=eps, alpha=alpha), **kwargs)
-        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps)
+        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps, eot)
 
 
 @register_attack
@@ -227,9 +229,9 @@ class CDMAAAPGD(_Disrupting, APGD):
     def __init__(self, model: Translators, eps: float | str = 0.05, steps: int = 10, domains: str = "uniform",
                  models: str = "mgda", regularizer: str = "penalty", single_domain: int = 0, single_model: int = 0,
                  reg_eps: float = 1e-8, tau: float = 0.05, strict: bool = False, masked: bool = False,
-                 scale: float = 2.0, **kwargs) -> None:
+                 scale: float = 2.0, eot: nn.Module | None = None, **kwargs) -> None:
         APGD.__init__(self, model, steps=steps, **_objective(tau, strict, masked, scale, eps=eps), **kwargs)
-        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps)
+        self._setup(domains, models, regularizer, single_domain, single_model, reg_eps, eot)
 
 
 BASES = {"ifgsm": CDMAA, "mifgsm": CDMAAMomentum, "apgd": CDMAAAPGD}  # base optimizer -> CDMAA on it

@@ -69,6 +69,23 @@ class Translators(nn.Module):
         """Generator ``name``'s output on [0, 1] images ``z`` under ``cond``, on its [-1, 1] scale."""
         return self.generators[name](z * 2 - 1, cond)
 
+    def outputs(self, name: str, z: torch.Tensor, y: torch.Tensor, domains: Sequence[int] | None = None) \
+            -> torch.Tensor:
+        """Generator ``name``'s outputs (N, K, C, H, W) under ``domains`` (default: all) for targets ``y`` (N, A), at
+        ``z``: (N, C, H, W) images, or the K copies already stacked domain-major (K * N, C, H, W), e.g. separate
+        leaves for per-domain gradients. One forward of the stacked batch."""
+        ks = list(range(len(self.domains(name)))) if domains is None else list(domains)
+        n = len(y)
+        if len(z) == n and len(ks) > 1:
+            z = z.repeat(len(ks), 1, 1, 1)
+        out = self.translate(name, z, self.conditions(name, y, ks))
+        return out.view(len(ks), n, *out.shape[1:]).transpose(0, 1)
+
+    @torch.no_grad()
+    def all_outputs(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every generator's outputs under all its domains, without autograd: name -> (N, K, C, H, W)."""
+        return {name: self.outputs(name, z, y) for name in self.names}
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         raise ConfigError("Translators are attacked through a Disruption objective (advdf.attacks.CDMAA), "
                           "not called on images alone: each generator needs its conditions")
@@ -120,6 +137,12 @@ class Disruption(Objective):
     def pair_distortion(self, out: torch.Tensor, ref: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(N, K) distortions of outputs ``out`` (N, K, C, H, W) against ``ref``; ``x``: clean [0, 1] images."""
         return distortion(out, ref, (x * 2 - 1).unsqueeze(1) if self.masked else None)
+
+    def all_pairs(self, outputs: Mapping[str, torch.Tensor], refs: Mapping[str, torch.Tensor], x: torch.Tensor) \
+            -> torch.Tensor:
+        """(N, P) distortions over every pair (generator-major, as :meth:`Translators.pairs`) from
+        :meth:`Translators.all_outputs` at a point and at the clean images ``x``."""
+        return torch.cat([self.pair_distortion(outputs[n], refs[n], x) for n in outputs], 1)
 
     def disrupted(self, d: torch.Tensor) -> torch.Tensor:
         return d > self.tau if self.strict else d >= self.tau
