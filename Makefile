@@ -10,7 +10,7 @@ DATA_SEEDS ?=
 SEEDS_ARG := $(if $(strip $(DATA_SEEDS)),--data-seeds $(DATA_SEEDS))
 
 .PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-kra \
-	reproduce-ffm \
+	reproduce-ffm reproduce-cdmaa \
 	bench-attacks clean help
 
 help:  ## list targets
@@ -54,6 +54,9 @@ reproduce-kra: $(STAMP)  ## seed 004 Tables 1-2 (Key Region Attack, white-box an
 
 reproduce-ffm: $(STAMP)  ## seed 002 Tables 1-4 (IAPs and UAPs on forensic autoencoders, transfer); SCALE=smoke|paper DATA_SEEDS=0,1,2
 	$(PY) -m advdf.papers.reproduce ffm --scale $(SCALE) $(SEEDS_ARG) $(ARGS)
+
+reproduce-cdmaa: $(STAMP)  ## seed 003 Tables 1-4 (CDMAA vs StarGAN/AttGAN/STGAN/U-GAT-IT, ablations, JPEG/resize robustness); SCALE=smoke|paper
+	$(PY) -m advdf.papers.reproduce cdmaa --scale $(SCALE) $(ARGS)
 
 bench-attacks: $(STAMP)  ## time each attack against torchattacks on one model and batch (CPU or GPU)
 	$(PY) -m benchmarks.bench_attacks $(ARGS)

@@ -21,16 +21,27 @@ SMALL_BUDGET = {"nes": {"steps": 2, "restarts": 2, "n_samples": 4}, "square": {"
                 "cw": {"steps": 20, "binary_search_steps": 3}, "apgd": {"steps": 20},
                 # seed 002's attacks take budgets on a pixel scale: 1 here, so EPS means what it means for the others
                 "iap": {"pixel_scale": 1, "steps": 5}, "overfire": {"pixel_scale": 1, "steps": 5},
-                "urn": {"pixel_scale": 1}}
+                "urn": {"pixel_scale": 1},
+                # seed 003's attacks take budgets on the generators' [-1, 1] scale: scale 1 here, as for the others
+                **{n: {"scale": 1, "steps": 3, "tau": 1e-5} for n in ("cdmaa", "cdmaamomentum", "cdmaaapgd")}}
 
 
 def make(name: str, model, **kwargs):
     return create_attack(name, model, **{"eps": EPS, **SMALL_BUDGET.get(name, {}), **kwargs})
 
 
-def target(name: str, tiny_model, tiny_ffm):
-    """The model an attack runs on here: a forensic autoencoder for attacks defined on latent zones."""
-    return tiny_ffm if ATTACKS.get(name).needs_zones else tiny_model
+def target(name: str, tiny_model, tiny_ffm, tiny_translators):
+    """The model an attack runs on here: a forensic autoencoder for attacks defined on latent zones, generators for
+    the protections against them."""
+    cls = ATTACKS.get(name)
+    return tiny_translators if cls.needs_generators else tiny_ffm if cls.needs_zones else tiny_model
+
+
+def labels(name: str, model, y: torch.Tensor) -> torch.Tensor:
+    """What the attack's ``y`` is: class labels, or for generator attacks the photos' source attributes."""
+    if not ATTACKS.get(name).needs_generators:
+        return y
+    return (torch.rand(len(y), len(model.attributes), generator=torch.Generator().manual_seed(0)) > 0.5).float()
 
 
 def logits_of(model, x: torch.Tensor) -> torch.Tensor:
@@ -45,10 +56,10 @@ def test_registry_has_every_attack_of_the_papers():
 
 
 @pytest.mark.parametrize("name", list_attacks())
-def test_output_inside_budget_box_and_finite(name, tiny_model, tiny_ffm, images):
+def test_output_inside_budget_box_and_finite(name, tiny_model, tiny_ffm, tiny_translators, images):
     x, y = images
-    model = target(name, tiny_model, tiny_ffm)
-    out = make(name, model).run(x, y)
+    model = target(name, tiny_model, tiny_ffm, tiny_translators)
+    out = make(name, model).run(x, labels(name, model, y))
     assert out.x_adv.shape == x.shape
     assert torch.isfinite(out.x_adv).all()
     assert out.x_adv.min() >= 0 and out.x_adv.max() <= 1
@@ -57,15 +68,19 @@ def test_output_inside_budget_box_and_finite(name, tiny_model, tiny_ffm, images)
     else:
         assert (out.x_adv - x).flatten(1).norm(dim=1).max() <= EPS + 1e-5
     check_adversarial(out.x_adv, x, EPS, ATTACKS.get(name).norm)
+    if ATTACKS.get(name).needs_generators:  # one distortion per (generator, domain) pair, measured at x_adv
+        assert out.logits.shape == (6, len(model.pairs())) and torch.isfinite(out.logits).all()
+        return
     assert out.logits.shape == (6, 2)
     assert torch.allclose(out.logits, logits_of(model, out.x_adv), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list_attacks())
-def test_input_not_mutated_and_modes_restored(name, tiny_model, tiny_ffm, images):
+def test_input_not_mutated_and_modes_restored(name, tiny_model, tiny_ffm, tiny_translators, images):
     x, y = images
     x_before = x.clone()
-    model = target(name, tiny_model, tiny_ffm)
+    model = target(name, tiny_model, tiny_ffm, tiny_translators)
+    y = labels(name, model, y)
     model.train()
     next(iter(model.children())).eval()  # a mixed-mode model must come back exactly as it was
     modes = [m.training for m in model.modules()]
@@ -76,9 +91,10 @@ def test_input_not_mutated_and_modes_restored(name, tiny_model, tiny_ffm, images
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
-def test_sample_alone_equals_sample_in_batch(name, tiny_model, tiny_ffm, images):
+def test_sample_alone_equals_sample_in_batch(name, tiny_model, tiny_ffm, tiny_translators, images):
     x, y = images
-    attack = make(name, target(name, tiny_model, tiny_ffm))
+    attack = make(name, target(name, tiny_model, tiny_ffm, tiny_translators))
+    y = labels(name, attack.model, y)
     batch = attack(x, y)
     alone = attack(x[2:3], y[2:3])
     assert torch.allclose(batch[2:3], alone, atol=1e-6)
@@ -94,11 +110,14 @@ def test_black_box_attacks_run_without_autograd(name, tiny_model, images):
 
 
 @pytest.mark.parametrize("name", list_attacks())
-def test_early_stop_never_changes_which_samples_succeed(name, tiny_model, tiny_ffm, images):
-    x, _ = images
-    model = target(name, tiny_model, tiny_ffm)
-    y = logits_of(model, x).argmax(1)
-    y[:2] = 1 - y[:2]  # two samples start fooled, so the early exit has something to freeze
+def test_early_stop_never_changes_which_samples_succeed(name, tiny_model, tiny_ffm, tiny_translators, images):
+    x, y = images
+    model = target(name, tiny_model, tiny_ffm, tiny_translators)
+    if ATTACKS.get(name).needs_generators:
+        y = labels(name, model, y)
+    else:
+        y = logits_of(model, x).argmax(1)
+        y[:2] = 1 - y[:2]  # two samples start fooled, so the early exit has something to freeze
     torch.manual_seed(0)
     full = make(name, model).run(x, y)
     torch.manual_seed(0)

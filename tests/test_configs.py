@@ -189,7 +189,9 @@ def test_task_configs_pick_what_train_py_trains(task):
     assert cfg.trains == task
     assert cfg.module._target_ == {"detector": "advdf.lit.DetectorModule", "denoiser": "advdf.lit.DenoiserModule",
                                    "adv_detector": "advdf.lit.AdversarialDetectorModule",
-                                   "ffm": "advdf.lit.FFMModule"}[task]
+                                   "ffm": "advdf.lit.FFMModule",
+                                   "attribute_classifier": "advdf.lit.AttributeClassifierModule",
+                                   "generator": "advdf.lit.StarGANModule"}[task]  # the default generator
     # the training function is named by the task, so the generic train job imports no paper's code
     from hydra.utils import get_method
 

@@ -66,6 +66,7 @@ class _Disrupting:
     """The CDMAA direction in place of a base optimizer's gradient (mixed into I-FGSM, MI-FGSM and APGD)."""
 
     needs_generators = True
+    deterministic = False  # the random start
 
     model: Translators
     objective: Disruption

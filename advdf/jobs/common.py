@@ -79,6 +79,8 @@ def check_training_options(cfg: DictConfig) -> None:
         if value is not None and not 0 < value < 1:
             raise ConfigError(f"{key}={value}: must lie strictly between 0 and 1 (a share held out for validation)")
     data = cfg.data
+    if "frames_per_video_real" not in data:  # CelebA (seed 003): CelebADataModule checks its options when built
+        return
     check_data_options(data.batch_size, data.num_workers, data.crop_size, data.frames_per_video_real,
                        data.frames_per_video_fake, data.input_size, data.get("test_per_class"),
                        data.get("limit_per_split"))

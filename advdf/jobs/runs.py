@@ -7,6 +7,8 @@ scheduler, losses), the trainer fields that change results, the seed and variant
 adversarial detectors the weights of the frozen detector they sit on and their own data settings. ``run.json``
 records those settings; a run directory is reused or resumed only when its recorded settings are the ones asked
 for, so a sweep over seeds or a second data root gets directories of its own.
+Seed 003's generators and the attribute classifier that checks them (:data:`GENERATIVE`) are keyed the same way,
+with the CelebA data module's identity.
 
 Consumers find a run either from the directory a reproduce plan got back from training (``checkpoint=<path>``),
 or, at the command line, as the only run under the config's prefix (the ``advdf.detector`` and ``advdf.denoiser``
@@ -21,6 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from advdf.data.source import data_identity, prepared_name
@@ -32,9 +35,12 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 WEIGHTS = {"detector": "detector.safetensors", "denoiser": "denoiser.safetensors",
-           "adv_detector": "adv_detector.safetensors", "ffm": "detector.safetensors"}
+           "adv_detector": "adv_detector.safetensors", "ffm": "detector.safetensors",
+           "generator": "generator.safetensors", "attribute_classifier": "attribute_classifier.safetensors"}
 KINDS = {"detector": "a detector", "denoiser": "a denoiser", "adv_detector": "an adversarial detector",
-         "ffm": "a forensic autoencoder"}
+         "ffm": "a forensic autoencoder", "generator": "a generator", "attribute_classifier": "an attribute classifier"}
+# Seed 003's kinds: trained on CelebA (advdf.data.celeba), whose data module names its own identity.
+GENERATIVE = ("generator", "attribute_classifier")
 # Trainer fields that only change what is shown or where it goes, never the weights or metrics.
 TRAINER_COSMETIC = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
                     "logger", "callbacks", "profiler")
@@ -94,6 +100,8 @@ def starting_weights(model: DictConfig) -> str | None:
 def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
     """What determines the weights of the run ``cfg`` trains (its ``trains`` kind), as plain JSON."""
     kind = cfg.get("trains", "detector")
+    if kind in GENERATIVE:
+        return json.loads(json.dumps(generative_settings(cfg, identity_digest), default=str))
     pick = {k: _plain(cfg[k]) for k in ("model", "module") if k in cfg}
     if kind in ("detector", "ffm"):  # a model fine-tuned from local weights: their sha256, not where they lie
         pick["model"] = {**_pick(cfg.model, ("checkpoint_path",)), "init": starting_weights(cfg.model)}
@@ -111,7 +119,8 @@ def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
                **{k: _plain(cfg[k]) for k in ("adv_detector", "xai", "adv_data", "split", "batch_size",
                                               "shard_size")}}
     else:
-        raise ConfigError(f"trains={kind!r}: advdf trains a detector, ffm, denoiser or adv_detector")
+        raise ConfigError(f"trains={kind!r}: advdf trains a detector, ffm, denoiser, adv_detector, generator or "
+                          "attribute_classifier")
     return json.loads(json.dumps(out, default=str))
 
 
@@ -124,7 +133,29 @@ def prefix_of(cfg: DictConfig) -> Path:
         return Path(cfg.paths.ffm_prefix)
     if kind == "denoiser":
         return denoiser_prefix(cfg.checkpoint, cfg.defense.name)
+    if kind == "generator":
+        return Path(cfg.paths.generator_prefix)
+    if kind == "attribute_classifier":
+        return Path(cfg.paths.classifier_prefix)
     return Path(cfg.checkpoint).parent / "adv_detectors" / cfg.adv_detector.name / cfg.xai.name
+
+
+def generative_settings(cfg: DictConfig, identity_digest: str | None = None) -> dict:
+    """The settings of a seed 003 run (:data:`GENERATIVE`): the module (losses, optimizers and the networks it
+    builds: discriminators, the attribute classifier), the data options but its root, with the CelebA data module's
+    identity (``identity_digest``, or computed from ``cfg.data`` without preparing anything), the trainer, the seed
+    and, for a generator, its config without ``checkpoint_path`` plus the sha256 of the weights it starts from."""
+    if identity_digest is None:
+        identity_digest = instantiate(cfg.data).identity_digest
+    out = {"kind": cfg.trains, "train_fn": cfg.get("train_fn"), "module": _plain(cfg.module),
+           "data": {**_pick(cfg.data, DATA_PATHS + DATA_EVALUATION), "identity": identity_digest},
+           "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed}
+    if cfg.trains == "generator":
+        path = cfg.generator.get("checkpoint_path")
+        if path and not Path(path).is_file():
+            raise CheckpointError(f"generator.checkpoint_path={path}: no such file (the weights to start from)")
+        out["generator"] = {**_pick(cfg.generator, ("checkpoint_path",)), "init": file_digest(path) if path else None}
+    return out
 
 
 def denoiser_prefix(detector_checkpoint: str | Path, name: str) -> Path:

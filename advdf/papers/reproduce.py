@@ -6,6 +6,7 @@
     python -m advdf.papers.reproduce kra --scale smoke      (seed 004: white-box KRA and its transfer)
     python -m advdf.papers.reproduce table1 --scale smoke   (seed 000's and seed 001's clean detectors)
     python -m advdf.papers.reproduce ffm --scale smoke      (seed 002: IAPs and UAPs on forensic autoencoders)
+    python -m advdf.papers.reproduce cdmaa --scale smoke    (seed 003: protections against four generators)
     python -m advdf.papers.reproduce table1 --scale smoke --data-seeds 0,1,2   (once per synthetic data seed, and
         the findings and cells compared across them: advdf.papers.seeds)
 
@@ -26,13 +27,14 @@ from advdf.papers.jin2025.table1 import reproduce_table1
 from advdf.papers.jin2025.table2 import reproduce_table2
 from advdf.papers.liao2021.kra import reproduce_kra
 from advdf.papers.pinhasov2024.reproduce import reproduce_xai
+from advdf.papers.qiu2022.reproduce import reproduce_cdmaa
 from advdf.papers.rong_ffm.reproduce import reproduce_ffm
 from advdf.papers.seeds import parse_data_seeds, reproduce_seeds
 from advdf.utils.entry import set_repo_root, user_error
 
 TABLES = {"table1": reproduce_table1, "table2": reproduce_table2, "kra": reproduce_kra,
           "table3": partial(reproduce_xai, "table3"), "table4": partial(reproduce_xai, "table4"),
-          "ffm": reproduce_ffm}
+          "ffm": reproduce_ffm, "cdmaa": reproduce_cdmaa}
 
 
 def main(argv: list[str] | None = None) -> int:
