@@ -290,7 +290,8 @@ def test_experiments_compose_for_every_script(experiment, name, real_root):
     overrides = [f"experiment={experiment}", f"data.root={real_root}"]
     cfg = _compose(name, [*overrides, *([f"checkpoint={WEIGHTS}"] if name != "train" else [])])
     OmegaConf.resolve(cfg)
-    assert cfg.reproduce.get("detectors") or cfg.reproduce.get("datasets")  # seed 002: models per data set
+    # seed 002: models per data set; seed 003: generators
+    assert cfg.reproduce.get("detectors") or cfg.reproduce.get("datasets") or cfg.reproduce.get("generators")
 
 
 @pytest.mark.parametrize("launcher", group_files("hydra/launcher"))

@@ -215,8 +215,9 @@ class UGATITDiscriminator(nn.Module):
         image_size: side of the square input, divisible by 2**(n_layers - 2) with at least 3 pixels left there.
         ndf: width of the first convolution (official 64).
         n_layers: 7 for the global discriminator, 5 for the local one (set by ``kind`` when not given).
-        kind: ``"global"`` or ``"local"``; picks the default ``n_layers`` and the official checkpoint entry
-            (``disGA`` / ``disLA``).
+        kind: ``"global"`` or ``"local"``; picks the default ``n_layers`` and the official checkpoint entry:
+            ``disGB`` / ``disLB``, the discriminators of domain B, which judge genA2B's outputs (the generator advdf
+            attacks).
 
     Returns ``(out, cam_logit, heatmap)``: patch logits (N, 1, h, w), CAM logits (N, 2) and the heatmap (N, 1, h', w').
     """
@@ -234,7 +235,7 @@ class UGATITDiscriminator(nn.Module):
         check_image_size(self.name, image_size, 2 ** (n_layers - 2), minimum=3 * 2 ** (n_layers - 2))
         super().__init__()
         self.image_size, self.kind = image_size, kind
-        self.checkpoint_key = "disGA" if kind == "global" else "disLA"
+        self.checkpoint_key = "disGB" if kind == "global" else "disLB"
         layers: list[nn.Module] = [nn.ReflectionPad2d(1), spectral_norm(nn.Conv2d(3, ndf, 4, 2, 0)),
                                    nn.LeakyReLU(0.2)]
         for i in range(1, n_layers - 2):

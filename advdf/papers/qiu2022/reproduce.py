@@ -92,7 +92,7 @@ def _photos(cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test photos on [0, 1] and their attributes (cfg.data.attributes, {0, 1})."""
     dm = instantiate(cfg.data)
     dm.prepare_data()
-    test = dm.dataset(cfg.data.get("test_split", "test"))
+    test = dm.dataset("test")  # the data module maps it to its test_split (e.g. CMUA-Watermark's)
     items = [test[i] for i in range(min(n, len(test)))]
     x = torch.stack([im for im, _ in items]).add(1).div(2).clamp(0, 1)
     return x, torch.stack([a for _, a in items]).float()
