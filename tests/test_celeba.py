@@ -19,7 +19,7 @@ from advdf.data.celeba import (
     read_attributes,
     split_rows,
 )
-from advdf.data.synthetic_celeba import (
+from advdf.data.celeba_faces import (
     ATTGAN_ATTRIBUTES,
     CELEBA_ATTRIBUTES,
     HAIR_COLOURS,
@@ -28,11 +28,10 @@ from advdf.data.synthetic_celeba import (
     STARGAN_ATTRIBUTES,
     STGAN_ATTRIBUTES,
     attribute_region,
-    generate_synthetic_celeba,
     plan_image,
     render_face,
-    sample_attributes,
 )
+from advdf.data.synthetic_celeba import generate_synthetic_celeba, sample_attributes
 from advdf.errors import ConfigError, DataError
 
 N = 40

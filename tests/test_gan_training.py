@@ -13,7 +13,8 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from advdf.data.synthetic_celeba import HAIR_COLOURS, generate_synthetic_celeba
+from advdf.data.celeba_faces import HAIR_COLOURS
+from advdf.data.synthetic_celeba import generate_synthetic_celeba
 from advdf.errors import ConfigError
 from advdf.generators import create_generator
 from advdf.jobs.generator_eval import ATTRIBUTE_KEYS, STYLE_KEYS, edit_report

@@ -20,14 +20,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from advdf.data.synthetic_celeba import (
-    ATTGAN_ATTRIBUTES,
-    CELEBA_ATTRIBUTES,
-    STARGAN_ATTRIBUTES,
-    STGAN_ATTRIBUTES,
-    generate_synthetic_celeba,
-    synthetic_celeba_params,
-)
+from advdf.data.celeba_faces import ATTGAN_ATTRIBUTES, CELEBA_ATTRIBUTES, STARGAN_ATTRIBUTES, STGAN_ATTRIBUTES
+from advdf.data.synthetic_celeba import generate_synthetic_celeba, synthetic_celeba_params
 from advdf.errors import ConfigError, DataError
 from advdf.utils.io import digest, file_sha256
 
