@@ -23,7 +23,7 @@ SMALL_BUDGET = {"nes": {"steps": 2, "restarts": 2, "n_samples": 4}, "square": {"
                 "iap": {"pixel_scale": 1, "steps": 5}, "overfire": {"pixel_scale": 1, "steps": 5},
                 "urn": {"pixel_scale": 1},
                 # seed 003's attacks take budgets on the generators' [-1, 1] scale: scale 1 here, as for the others
-                **{n: {"scale": 1, "steps": 3, "tau": 1e-5} for n in ("cdmaa", "cdmaamomentum", "cdmaaapgd")}}
+                **{n: {"scale": 1, "steps": 3, "tau": 1e-5} for n in ("cdmaa", "cdmaamomentum", "cdmaaapgd", "universalcdmaa")}}
 
 
 def make(name: str, model, **kwargs):
@@ -95,6 +95,8 @@ def test_sample_alone_equals_sample_in_batch(name, tiny_model, tiny_ffm, tiny_tr
     x, y = images
     attack = make(name, target(name, tiny_model, tiny_ffm, tiny_translators))
     y = labels(name, attack.model, y)
+    if hasattr(attack, "fit"):  # a universal perturbation is crafted on a set first, then the same for every photo
+        attack.fit(x, y)
     batch = attack(x, y)
     alone = attack(x[2:3], y[2:3])
     assert torch.allclose(batch[2:3], alone, atol=1e-6)

@@ -32,7 +32,7 @@ TINY_PLAN = [
     "data.image_size=32", "data.batch_size=8", "data.synthetic.n_images=48", "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false", "logger=none", "reproduce.n_images=4", "reproduce.batch_size=4",
     f"reproduce.attack_overrides={_quoted(['steps=2'])}", "reproduce.robustness.resize=[0.5]",
-    "reproduce.robustness.jpeg=[75]",
+    "reproduce.robustness.jpeg=[75]", "reproduce.universal.craft_photos=8",
     f"reproduce.classifier={_quoted(['module.classifier.width=8', 'module.classifier.depth=2', *TRAIN])}",
     "~reproduce.generators",
     "+reproduce.generators={" + ",".join(f"{g}:{_quoted(o)}" for g, o in GENERATORS.items()) + "}",
@@ -52,7 +52,7 @@ def test_cdmaa_tables_come_from_checked_protections_and_rerun_reuses(tmp_path, m
     # CDMAA itself is one run shared by four rows: table1 a, table2 uniform, table3 mgda, table4 penalty
     cells = list((out / "cells").glob("protection_*.json"))
     rows = len(report["results"])
-    assert rows == 5 + 4 + 4 + 4 + 3 and len(cells) == rows - 3
+    assert rows == 5 + 4 + 4 + 4 + 3 + 2 and len(cells) == rows - 3
     # each generator's own check, judged by the attribute classifier trained first
     assert all(0 <= g["edits"]["edit_rate"] <= 1 and g["edits"]["moved"] >= 0 for g in report["generators"].values())
     assert "edit success" in result.text
@@ -66,6 +66,11 @@ def test_cdmaa_tables_come_from_checked_protections_and_rerun_reuses(tmp_path, m
         for m in r["metrics"]["pairs"].values():
             assert 0 <= m["rate"] <= 1 and m["avg_l"] >= 0 and m["n"] == 4
     assert set(a["robustness"]) == {"jpeg75", "resize0.5"}
+    # the universal protection: crafted once on 8 train photos (one batch), then only added to the test photos
+    uni, noise = report["results"]["universal/cmua"], report["results"]["universal/noise"]
+    assert uni["craft_photos"] == 8 and uni["craft_backward_calls"] == 2 * 2 and uni["backward_calls"] == 0
+    assert noise["craft_backward_calls"] == 0 and set(uni["robustness"]) == {"jpeg75", "resize0.5"}
+    assert "universal protection" in result.text and (out / "universal.md").exists()
     table = list(csv.DictReader(open(out / "cells.csv")))
     assert table and all(c["paper"] == "" for c in table)  # no paper number survived: none is invented
     printed = result.text

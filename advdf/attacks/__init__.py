@@ -6,6 +6,7 @@ from advdf.attacks.apgd import APGD
 from advdf.attacks.base import Attack, AttackOutput, IterativeAttack, Perturbed, eval_mode
 from advdf.attacks.bim import BIM
 from advdf.attacks.cdmaa import CDMAA, CDMAAAPGD, CDMAAMomentum
+from advdf.attacks.cdmaa_universal import UniversalCDMAA
 from advdf.attacks.cw import CW
 from advdf.attacks.deepfool import DeepFool
 from advdf.attacks.disruption import Disruption, Translators
@@ -29,6 +30,6 @@ __all__ = [
     "Objective", "Classification", "Context", "KeyRegion", "ZoneActivation", "ZoneSegmentation",
     "Disruption", "Translators",
     "APGD", "BIM", "CDMAA", "CDMAAAPGD", "CDMAAMomentum", "CW", "DeepFool", "FGSM", "IAP", "KRA", "MIFGSM", "NES", "OverFire", "PGD", "SIM", "Square",
-    "TIFGSM", "URN",
+    "TIFGSM", "URN", "UniversalCDMAA",
     "LOSSES", "cross_entropy", "get_loss", "margin", "create_attack", "list_attacks", "register_attack",
 ]

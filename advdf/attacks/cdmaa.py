@@ -132,6 +132,12 @@ class _Disrupting:
         return {"distortion": self.objective.all_pairs(self.model.all_outputs(z, ctx["attrs"]), refs, ctx["clean"])}
 
     def score_and_grad(self, z: torch.Tensor, ctx: Context):
+        return self.step_direction(z, ctx)
+
+    def step_direction(self, z: torch.Tensor, ctx: Context, pool: bool = False):
+        """(output, score, direction) of one step at ``z``. ``pool``: one direction for the whole batch (shape
+        (1, C, H, W)), the combiners applied to each generator's gradient and loss averaged over the photos, i.e.
+        to the batch-mean objective a universal perturbation ascends."""
         t, self._t = self._t, self._t + 1
         active = self._step_models(t)
         n = len(z)
@@ -149,12 +155,15 @@ class _Disrupting:
                 (g,) = torch.autograd.grad(d.sum(), zr)
             self.backward_calls += 1
             g = g.view(len(ks), n, *z.shape[1:]).transpose(0, 1)  # (N, k, C, H, W)
+            loss = d.detach().mean(1)
+            if pool:
+                g, loss = g.mean(0, keepdim=True), loss.mean(0, keepdim=True)
             if self.domains == "mgda" and len(ks) > 1:
                 g = combine(g, min_norm_weights_batched(g))
             else:
                 g = g.mean(1)  # uniform: the gradient of the mean; single / iterative: the one domain
             grads.append(g)
-            losses.append(d.detach().mean(1))
+            losses.append(loss)
             if len(ks) == len(self.model.domains(name)) and self.eot is None:
                 cols[name] = d.detach()
         g = regularize(torch.stack(grads, 1), torch.stack(losses, 1), self.regularizer, self.reg_eps)

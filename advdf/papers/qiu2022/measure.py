@@ -18,7 +18,20 @@ def protect(factory: Callable, translators: Translators, x: torch.Tensor, attrs:
     """Run the attack ``factory(model=translators)`` over ``x`` ([0, 1] photos) in batches of ``batch``; every
     protected batch is checked (budget, box, finite) before it is kept. Returns the protected photos, the (N, P)
     distortions, the seconds per photo and the backward passes."""
-    attack = factory(model=translators)
+    return protect_with(factory(model=translators), x, attrs, batch)
+
+
+def protect_universal(factory: Callable, translators: Translators, x_craft: torch.Tensor, attrs_craft: torch.Tensor,
+                      x: torch.Tensor, attrs: torch.Tensor, batch: int) -> dict:
+    """A universal protection (:class:`advdf.attacks.UniversalCDMAA`): crafted once on ``x_craft``, then added to
+    the photos ``x`` as :func:`protect` measures them; also returns the crafting seconds and backward passes."""
+    attack = factory(model=translators).fit(x_craft, attrs_craft)
+    return {**protect_with(attack, x, attrs, batch), "craft_s": attack.craft_s,
+            "craft_backward_calls": attack.craft_backward_calls, "craft_photos": int(len(x_craft))}
+
+
+def protect_with(attack, x: torch.Tensor, attrs: torch.Tensor, batch: int) -> dict:
+    """:func:`protect` with a built attack."""
     parts, dists, backward = [], [], 0
     t0 = time.perf_counter()
     for start in range(0, len(x), batch):

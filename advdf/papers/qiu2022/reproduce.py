@@ -29,7 +29,13 @@ from advdf.jobs.plan import compose_config, ensure_run, require_attack_configs
 from advdf.models.checkpoint import file_digest
 from advdf.papers.qiu2022 import layout
 from advdf.papers.qiu2022.findings import cdmaa_findings
-from advdf.papers.qiu2022.measure import after_transform, pair_metrics, protect, resize_round_trip
+from advdf.papers.qiu2022.measure import (
+    after_transform,
+    pair_metrics,
+    protect,
+    protect_universal,
+    resize_round_trip,
+)
 from advdf.report.findings import finding_lines
 from advdf.report.plots import image_grid
 from advdf.report.render import Lines, Reproduced, long_csv
@@ -59,10 +65,15 @@ def _check_plan(spec: DictConfig) -> None:
         raise ConfigError(f"reproduce.tables needs {missing}")
     require_attack_configs(sorted({row.attack for t in TABLES for row in spec.tables[t].values()}),
                            "reproduce.tables attacks")
-    rows = {f"{t}/{r}" for t in TABLES for r in spec.tables[t]}
+    require_attack_configs(sorted({row.attack for row in spec.universal.rows.values()}),
+                           "reproduce.universal.rows attacks")
+    if int(spec.universal.craft_photos) < 1:
+        raise ConfigError(f"reproduce.universal.craft_photos must be positive, got {spec.universal.craft_photos}")
+    rows = {f"{t}/{r}" for t in TABLES for r in spec.tables[t]} | {f"universal/{r}" for r in spec.universal.rows}
     unknown = [k for k in spec.robustness.rows if k not in rows]
     if unknown:
-        raise ConfigError(f"reproduce.robustness.rows {unknown} are not rows of reproduce.tables (<table>/<row>)")
+        raise ConfigError(f"reproduce.robustness.rows {unknown} are not rows of reproduce.tables or "
+                          "reproduce.universal (<table>/<row>)")
     if any(not 1 <= int(q) <= 100 for q in spec.robustness.jpeg):
         raise ConfigError(f"reproduce.robustness.jpeg qualities must be in [1, 100], got {list(spec.robustness.jpeg)}")
     if any(not 0 < float(f) < 1 for f in spec.robustness.resize):
@@ -88,12 +99,12 @@ def _attack_config(spec: DictConfig, how: DictConfig) -> DictConfig:
     return compose_config("attack", [f"attack={how.attack}", *(f"attack.{o}" for o in ov)])
 
 
-def _photos(cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` test photos on [0, 1] and their attributes (cfg.data.attributes, {0, 1})."""
+def _photos(cfg: DictConfig, n: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` photos of ``split`` on [0, 1] and their attributes (cfg.data.attributes, {0, 1})."""
     dm = instantiate(cfg.data)
     dm.prepare_data()
-    test = dm.dataset("test")  # the data module maps it to its test_split (e.g. CMUA-Watermark's)
-    items = [test[i] for i in range(min(n, len(test)))]
+    photos = dm.dataset(split)  # the data module maps "test" to its test_split (e.g. CMUA-Watermark's)
+    items = [photos[i] for i in range(min(n, len(photos)))]
     x = torch.stack([im for im, _ in items]).add(1).div(2).clamp(0, 1)
     return x, torch.stack([a for _, a in items]).float()
 
@@ -163,26 +174,39 @@ def reproduce_cdmaa(scale: str, overrides: list[str], results_suffix: str = "") 
 
     results: dict[str, dict] = {}
     protected: dict[str, torch.Tensor] = {}
+    craft = _photos(plan, int(spec.universal.craft_photos), "train")
+
+    def measure(label: str, how: DictConfig, universal: bool = False) -> None:
+        """One configuration row, measured (every protected batch checked) or read from the cell store."""
+        cfg = _attack_config(spec, how)
+        settings = OmegaConf.to_container(cfg.attack, resolve=True)
+        key = {"weights": weights, "photos": int(len(x)), "data": OmegaConf.to_container(plan.data, resolve=True),
+               "attack": settings, "robustness": sorted(transforms)}
+        if universal:
+            key["craft_photos"] = int(len(craft[0]))  # the first photos of the train split
+        name = f"protection_{digest(key)[:16]}"  # rows with the same settings share one run
+        cached = store.get(key, name)
+        if cached is None:
+            log.info("%s (%s)", label, how.attack)
+            factory = instantiate(cfg.attack)
+            run = (protect_universal(factory, translators, *craft, x, attrs, batch) if universal
+                   else protect(factory, translators, x, attrs, batch))
+            record = {"metrics": pair_metrics(run["distortion"], pairs, run["objective"]),
+                      "s_per_image": run["s_per_image"], "backward_calls": run["backward_calls"],
+                      "attack": settings, "robustness": {}}
+            record |= {k: run[k] for k in ("craft_s", "craft_backward_calls", "craft_photos") if k in run}
+            for t_name, transform in transforms.items():  # a few forwards: every row has them
+                d = after_transform(translators, run["objective"], x, run["x_adv"], attrs, transform, batch)
+                record["robustness"][t_name] = pair_metrics(d, pairs, run["objective"])
+            cached = store.put(key, [record], name)
+            protected[label] = run["x_adv"]
+        results[label] = cached[0]
+
     for table in TABLES:
         for row, how in spec.tables[table].items():
-            cfg = _attack_config(spec, how)
-            settings = OmegaConf.to_container(cfg.attack, resolve=True)
-            key = {"weights": weights, "photos": int(len(x)), "data": OmegaConf.to_container(plan.data, resolve=True),
-                   "attack": settings, "robustness": sorted(transforms)}
-            name = f"protection_{digest(key)[:16]}"  # rows with the same settings share one run
-            cached = store.get(key, name)
-            if cached is None:
-                log.info("%s: row %s (%s)", table, row, how.attack)
-                run = protect(instantiate(cfg.attack), translators, x, attrs, batch)
-                record = {"metrics": pair_metrics(run["distortion"], pairs, run["objective"]),
-                          "s_per_image": run["s_per_image"], "backward_calls": run["backward_calls"],
-                          "attack": settings, "robustness": {}}
-                for t_name, transform in transforms.items():  # a few forwards: every row has them
-                    d = after_transform(translators, run["objective"], x, run["x_adv"], attrs, transform, batch)
-                    record["robustness"][t_name] = pair_metrics(d, pairs, run["objective"])
-                cached = store.put(key, [record], name)
-                protected[f"{table}/{row}"] = run["x_adv"]
-            results[f"{table}/{row}"] = cached[0]
+            measure(f"{table}/{row}", how)
+    for row, how in spec.universal.rows.items():
+        measure(f"universal/{row}", how, universal=True)
     if "table1/a" not in protected:  # a rerun: protect the figure's photo again (its row's cell was cached)
         cfg = _attack_config(spec, spec.tables.table1.a)
         protected["table1/a"] = protect(instantiate(cfg.attack), translators, x[:1], attrs[:1], batch)["x_adv"]
@@ -194,6 +218,11 @@ def reproduce_cdmaa(scale: str, overrides: list[str], results_suffix: str = "") 
     notes = list(spec.get("substitutions", []))
     mds = {t: layout.table_markdown([(r, f"{t}/{r}") for r in spec.tables[t]], results, generators, weak, notes)
            for t in TABLES}
+    uni_rows = [("image-specific (table1 a)", "table1/a"), *((r, f"universal/{r}") for r in spec.universal.rows)]
+    uni_notes = [f"{r}: one perturbation crafted on the first {u['craft_photos']} train photos in "
+                 f"{u['craft_s']:.0f} s ({u['craft_backward_calls']} backward passes); s / photo adds it"
+                 for r, u in ((r, results[f"universal/{r}"]) for r in spec.universal.rows)]
+    mds["universal"] = layout.table_markdown(uni_rows, results, generators, weak, [*notes, *uni_notes])
     rob_rows = [(k, k) for k in spec.robustness.rows]
     md_rob = layout.robustness_markdown(rob_rows, results, generators, sorted(transforms))
     md_gen = layout.generator_markdown(edits)
@@ -234,13 +263,17 @@ def reproduce_cdmaa(scale: str, overrides: list[str], results_suffix: str = "") 
         say(f"\nSeed 003, {title}: per generator, average distortion L and attack rate [Wilson 95 %] over photos x "
             "domains / paper (— : no number survived)\n")
         say(mds[t])
+    say(f"\nBeyond the paper: one universal protection for every photo (CMUA-Watermark's setting, CDMAA's combiners), "
+        f"crafted on train photos and measured on the {len(x)} test photos, beside image-specific CDMAA and uniform "
+        "noise of the same budget (epochs=0)\n")
+    say(mds["universal"])
     say("\nBeyond the paper: attack rate after the protected photo is re-encoded or resized (against the outputs on "
         "the transformed clean photo)\n")
     say(md_rob)
     say("Seed 003's claims, on these numbers:")
     for line in finding_lines(found):
         say(f"  {line}")
-    say(f"written: {out_dir}/table1-4.md, anchors.md, robustness.md, generators.md, cells.csv, report.json"
+    say(f"written: {out_dir}/table1-4.md, anchors.md, universal.md, robustness.md, generators.md, cells.csv, report.json"
         f"{', ' + ', '.join(sorted(figures)) + '.png' if figures else ''}")
     return Reproduced(out_dir, str(say), findings=tuple(found), tables={"cdmaa_cells": (long_cells, keys)})
 
