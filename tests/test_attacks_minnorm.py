@@ -104,10 +104,12 @@ def test_apgd_refuses_dlr_for_two_classes(tiny_model):
     assert APGD(tiny_model, loss="margin").loss_name == "margin"
 
 
-def test_apgd_checkpoints_follow_the_paper_recurrence():
-    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99, 1.05 -> ceil(100 p), the last one past the budget
+def test_apgd_checkpoints_are_autoattacks_windows():
+    # windows 22, 19, 16, 13, 10, 7, 6, 6 (shrinking by int(0.03 N) down to int(0.06 N)): the paper's checkpoints
     assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     assert apgd_checkpoints(1000) == [220, 410, 570, 700, 800, 870, 930, 990]
+    assert apgd_checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9]  # windows of at least one iteration
+    assert apgd_checkpoints(1) == []
 
 
 def test_apgd_halves_the_step_size_at_every_checkpoint_when_progress_stalls(images):
@@ -120,10 +122,10 @@ def test_apgd_halves_the_step_size_at_every_checkpoint_when_progress_stalls(imag
     attack = APGD(Flat(), eps=eps, steps=steps)
     attack.run(x, y)
     (trace,) = attack.step_size_trace
-    halvings = torch.tensor([sum(w < k for w in apgd_checkpoints(steps)) for k in range(steps)])
+    halvings = torch.tensor([sum(w <= k for w in apgd_checkpoints(steps)) for k in range(steps)])
     expected = (2 * eps) * 0.5 ** halvings.float()
     assert torch.equal(trace, expected[:, None].expand(steps, len(x)))
-    assert trace[-1, 0] == pytest.approx(2 * eps / 2**7)  # 7 checkpoints before the last update
+    assert trace[-1, 0] == pytest.approx(2 * eps / 2**8)  # the check after iteration 99 sets the last update's
 
 
 def test_apgd_step_size_changes_only_by_halving_at_checkpoints(tiny_model, images):
@@ -134,7 +136,7 @@ def test_apgd_step_size_changes_only_by_halving_at_checkpoints(tiny_model, image
     (trace,) = attack.step_size_trace
     ratio = trace[1:] / trace[:-1]
     changed = (ratio != 1).nonzero()[:, 0] + 1  # the updates that use a new step size
-    assert set(changed.tolist()) <= {w + 1 for w in apgd_checkpoints(100)}
+    assert set(changed.tolist()) <= set(apgd_checkpoints(100))
     assert torch.all((ratio == 1) | (ratio == 0.5))
     assert (trace[-1] < trace[0]).any()  # the tiny model stalls at some checkpoint
 
@@ -353,3 +355,22 @@ def test_deepfool_grad_calls_stop_per_sample(tiny_model, images):
     assert (out.grad_calls[~clean_wrong] == 3).all()  # 3 steps are not enough for the others here
     assert not out.success[~clean_wrong].any()
     assert torch.allclose(out.logits, tiny_model(out.x_adv), atol=1e-5)
+
+
+def test_apgd_matches_autoattacks_reference_sample_by_sample():
+    """torchattacks' APGD is AutoAttack's code: from the same random start (same seed, same draw), the same samples
+    end up fooled. (At 10 steps the windows are one iteration long from the third on, where a restart that dropped
+    the momentum, or checked condition 2 at the first window, fooled a different set.)"""
+    torchattacks = pytest.importorskip("torchattacks")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 2)).eval()
+    x = torch.rand(256, 3, 16, 16)
+    y = net(x).argmax(1)
+    for steps, eps in ((10, 0.04), (30, 0.02)):
+        reference = torchattacks.APGD(net, eps=eps, steps=steps, n_restarts=1, loss="ce", seed=0)
+        fooled_ref = net(reference(x, y)).argmax(1) != y
+        torch.manual_seed(0)
+        ours = APGD(net, eps=eps, steps=steps).run(x, y)
+        assert 0 < fooled_ref.sum() < len(x)
+        assert torch.equal(ours.success, fooled_ref), (steps, eps)

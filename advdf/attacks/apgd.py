@@ -1,29 +1,32 @@
 """APGD — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks", ICML 2020 (Algorithm 1, the L-inf version).
 
-Norm: L-inf. PGD with momentum whose step size adapts per sample. The step size starts at ``2 * eps``; at the
-checkpoints ``w_j = ceil(p_j * steps)`` with ``p_0 = 0``, ``p_1 = 0.22``,
-``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`` it is halved, and the sample restarts from its best point,
-when either
+Norm: L-inf. PGD with momentum whose step size adapts per sample, as AutoAttack's ``APGDAttack`` (the reference
+implementation, ``fra31/auto-attack`` ``autoattack/autopgd_base.py``). The step size starts at ``2 * eps``. The
+iterations are cut into windows of ``k_1 = max(int(0.22 N), 1)`` iterations, then
+``k_{j+1} = max(k_j - max(int(0.03 N), 1), max(int(0.06 N), 1))``; at the end of each window the step size is
+halved, and the sample restarts from its best point (with the gradient stored there), when either
 
-1. the objective increased in fewer than ``rho * (w_j - w_{j-1})`` of the steps since the last checkpoint, or
-2. the step size was not halved at the last checkpoint and the best objective has not improved since then.
+1. the objective increased in at most ``rho * k_j`` of the window's iterations (each iterate against the one
+   before it), or
+2. the step size was not halved at the previous check and the best objective has not improved since then (not
+   checked at the first window's end, as the reference).
 
-One iteration is ``z = P(x_k + eta * sign(grad))``, ``x_{k+1} = P(x_k + momentum * (z - x_k) +
-(1 - momentum) * (x_k - x_{k-1}))`` (the first step is a plain signed step). The paper's defaults: 100
-iterations, ``rho = 0.75``, momentum 0.75, a random start, the CE loss (APGD-CE); AutoAttack's "plus" version
-uses 5 restarts, Pinhasov et al. (seed 001) 100 iterations and 5 restarts at eps 16/255.
+For N = 100 the checks fall after iterations 22, 41, 57, 70, 80, 87, 93 and 99, the paper's checkpoints. One
+iteration is ``z = P(x_k + eta * sign(grad))``, ``x_{k+1} = P(x_k + momentum * (z - x_k) + (1 - momentum) *
+(x_k - x_{k-1}))`` (the first step is a plain signed step); a restart keeps the momentum term, which then points from
+the iterate before the last to the best point (as the reference). The random start is a uniform draw scaled so its
+largest coordinate is eps (the reference's). The paper's defaults: 100 iterations, ``rho = 0.75``, momentum 0.75,
+the CE loss (APGD-CE); AutoAttack's "plus" version uses 5 restarts, Pinhasov et al. (seed 001) 100 iterations and 5
+restarts at eps 16/255.
 
 advdf's bookkeeping: ``steps`` iterations spend ``steps`` forward+backward passes per sample (the gradient at
-the start and at each iterate but the last) plus one forward of the last iterate, the same budget as PGD with
-``steps`` steps. The returned point of a sample is its best point: an adversarial one whenever one was met
-(the highest objective among those), else the highest objective overall; its output was computed there, so no
-extra forward is spent. The random start is uniform in the eps-ball (as advdf's PGD). After a halving the
-sample restarts at its best point with no momentum (the previous iterate is set to the best point too) and with
-the gradient stored at that point. Restarts after the first attack only the samples not fooled yet, from a new
-random start; ``grad_calls`` add up over restarts. ``early_stop`` freezes a sample at the first point that
-fools it (no further passes on it). The DLR loss is not offered: it divides by ``z_pi1 - z_pi3`` and needs
-at least three classes, while detectors have two.
+the start and at each iterate but the last) plus one forward of the last iterate (the reference spends a backward
+there too). The returned point of a sample is its best point: an adversarial one whenever one was met (the highest
+objective among those), else the highest objective overall; its output was computed there, so no extra forward is
+spent. Restarts after the first attack only the samples not fooled yet, from a new random start; ``grad_calls`` add
+up over restarts. ``early_stop`` freezes a sample at the first point that fools it (no further passes on it). The
+DLR loss is not offered: it divides by ``z_pi1 - z_pi3`` and needs at least three classes, while detectors have two.
 
 Args:
     model: detector on [0, 1] input.
@@ -38,8 +41,6 @@ Args:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -50,21 +51,21 @@ from advdf.errors import ConfigError
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
-    """The iterations ``w_j = ceil(p_j * steps)`` (j >= 1, below ``steps``) at which step sizes may halve."""
-    p_prev, p = 0.0, 0.22
+    """The iteration counts after which step sizes may halve (AutoAttack's windows; below ``steps``)."""
+    window, shrink, smallest = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
     out: list[int] = []
-    while True:
-        w = math.ceil(round(p * steps, 6))  # round: 0.41 * 100 must give 41, not 42
-        if w >= steps:
-            return out
-        if not out or w > out[-1]:
-            out.append(w)
-        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
+    done = window
+    while done < steps:
+        out.append(done)
+        window = max(window - shrink, smallest)
+        done += window
+    return out
 
 
 @register_attack
 class APGD(Attack):
     deterministic = False  # the random start
+    cache_version = 2  # 2: AutoAttack's windows, restarts and start (sets crafted by version 1 are not reused)
 
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, steps: int = 100, n_restarts: int = 1,
                  rho: float = 0.75, momentum: float = 0.75, **kwargs) -> None:
@@ -119,7 +120,9 @@ class APGD(Attack):
         n = len(x)
         calls = torch.zeros(n, dtype=torch.long, device=x.device)
         trace = torch.full((self.steps, n), float("nan"), device=x.device)
-        x0 = self.project(x + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
+        t = torch.empty_like(x).uniform_(-1, 1)
+        t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)  # its largest coordinate is eps
+        x0 = self.project(x + self.eps * t, x)
         out, f, grad = self._evaluate(x0, ctx, with_grad=True)
         calls += 1
         adv = self.objective.success(out, ctx)
@@ -131,13 +134,13 @@ class APGD(Attack):
         s = {
             "x": x, "ctx": ctx, "cur": x0, "prev": x0, "grad": grad, "f": f, "eta": eta,
             "best": x0.clone(), "best_grad": grad.clone(), "fmax": f.clone(),
-            "fmax_check": f.clone(), "reduced": torch.zeros(n, dtype=torch.bool, device=x.device),
+            "fmax_check": f.clone(), "reduced": torch.ones(n, dtype=torch.bool, device=x.device),
             "increases": torch.zeros(n, device=x.device),
         }
         if self.early_stop and bool(adv.any()):
             s = {k: v[~adv] for k, v in s.items()}
             idx = idx[~adv]
-        checkpoints = set(self.checkpoints)
+        checks = set(self.checkpoints)
         last_check = 0
         for k in range(self.steps):
             if len(idx) == 0:
@@ -162,25 +165,20 @@ class APGD(Attack):
             put_rows(out_best, sel, take_rows(out, better))
             if last:
                 break
-            increased = f > s["f"]
+            s["increases"] = s["increases"] + (f > s["f"]).float()
             s["prev"], s["cur"], s["grad"], s["f"] = s["cur"], new, grad, f
             up = f > s["fmax"]  # x_max of the paper: the highest objective so far
             s["fmax"] = torch.where(up, f, s["fmax"])
             s["best"][up], s["best_grad"][up] = new[up], grad[up]
-            if k in checkpoints:  # k = w_j: x^(w_j + 1) is evaluated; the window counts pairs w_{j-1}..w_j - 1
-                window = k - last_check
-                cond1 = s["increases"] < self.rho * window
+            if k + 1 in checks:  # the end of a window of k + 1 - last_check iterations
+                cond1 = s["increases"] <= self.rho * (k + 1 - last_check)
                 cond2 = ~s["reduced"] & (s["fmax"] <= s["fmax_check"])
                 halve = cond1 | cond2
                 s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
-                # restart from the best point, without momentum, with the gradient stored there
-                s["cur"][halve], s["prev"][halve] = s["best"][halve], s["best"][halve]
-                s["grad"][halve] = s["best_grad"][halve]
-                s["f"] = torch.where(halve, s["fmax"], s["f"])
+                s["cur"][halve], s["grad"][halve] = s["best"][halve], s["best_grad"][halve]
                 s["reduced"], s["fmax_check"] = halve, s["fmax"].clone()
                 s["increases"] = torch.zeros_like(s["increases"])
-                last_check = k
-            s["increases"] = s["increases"] + increased.float()
+                last_check = k + 1
             if self.early_stop and bool(adv.any()):
                 s = {key: v[~adv] for key, v in s.items()}
                 idx = idx[~adv]
