@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from advdf.attacks import create_attack, list_attacks
-from advdf.attacks.base import parse_budget
+from advdf.attacks.base import IterativeAttack, parse_budget
 from advdf.attacks.checks import check_adversarial, perturbation_norms
 from advdf.attacks.losses import cross_entropy, margin
 from advdf.attacks.registry import ATTACKS
@@ -15,6 +15,8 @@ from advdf.errors import AdversarialCheckError, ConfigError
 EPS = 8 / 255
 DETERMINISTIC = [a for a in list_attacks() if ATTACKS.get(a).deterministic]
 BLACK_BOX = [a for a in list_attacks() if ATTACKS.get(a).black_box]
+# iterative attacks that return one of their iterates per sample (a universal perturbation is one point for all)
+RETURNS_POINTS = [a for a in list_attacks() if issubclass(ATTACKS.get(a), IterativeAttack) and a != "universalcdmaa"]
 # Budgets small enough for a 6-image tiny model; every other argument keeps its paper default. An attack that
 # cannot fool the untrained tiny model at 8/255 would otherwise spend its whole seed-001 query budget here.
 SMALL_BUDGET = {"nes": {"steps": 2, "restarts": 2, "n_samples": 4}, "square": {"n_queries": 100},
@@ -100,6 +102,24 @@ def test_sample_alone_equals_sample_in_batch(name, tiny_model, tiny_ffm, tiny_tr
     batch = attack(x, y)
     alone = attack(x[2:3], y[2:3])
     assert torch.allclose(batch[2:3], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", RETURNS_POINTS)
+def test_first_and_best_iterates_stay_in_budget_and_fool_where_the_last_does(name, tiny_model, tiny_ffm,
+                                                                             tiny_translators, images):
+    x, y = images
+    model = target(name, tiny_model, tiny_ffm, tiny_translators)
+    y = labels(name, model, y)
+    outs = {}
+    for mode in ("last", "first", "best"):
+        torch.manual_seed(0)
+        outs[mode] = make(name, model, return_point=mode).run(x, y)
+    for mode in ("first", "best"):
+        out = outs[mode]
+        check_adversarial(out.x_adv, x, EPS, ATTACKS.get(name).norm)
+        assert (out.success >= outs["last"].success).all() and torch.equal(out.grad_calls, outs["last"].grad_calls)
+        if not ATTACKS.get(name).needs_generators and not ATTACKS.get(name).needs_zones:
+            assert torch.allclose(out.logits, logits_of(model, out.x_adv), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", BLACK_BOX)

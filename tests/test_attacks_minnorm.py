@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from advdf.attacks.apgd import APGD, apgd_checkpoints
+from advdf.attacks.checks import check_adversarial
 from advdf.attacks.cw import CW
 from advdf.attacks.deepfool import DeepFool
 from advdf.attacks.losses import margin
+from advdf.attacks.mifgsm import MIFGSM
 from advdf.attacks.pgd import PGD
 from advdf.errors import ConfigError
 from advdf.models import create_detector
@@ -374,3 +376,26 @@ def test_apgd_matches_autoattacks_reference_sample_by_sample():
         ours = APGD(net, eps=eps, steps=steps).run(x, y)
         assert 0 < fooled_ref.sum() < len(x)
         assert torch.equal(ours.success, fooled_ref), (steps, eps)
+
+
+@pytest.mark.parametrize("cls", [PGD, MIFGSM])
+def test_first_and_best_iterates_keep_what_the_last_iterate_loses(cls, sine_images):
+    """On a bumpy landscape a fixed large step leaves some samples it fooled on the way: ``first`` and ``best``
+    return those iterates (same trajectory, same passes) and their outputs are the model's at the returned point."""
+    model, x = SineNet(freq=100.0), sine_images
+    y = predicted(model, x)
+    eps = 0.02
+    outs = {}
+    for mode in ("last", "first", "best"):
+        torch.manual_seed(0)
+        outs[mode] = cls(model, eps=eps, alpha=eps / 2, steps=20, return_point=mode).run(x, y)
+    last = outs["last"]
+    for mode in ("first", "best"):
+        out = outs[mode]
+        check_adversarial(out.x_adv, x, eps)
+        assert torch.equal(out.grad_calls, last.grad_calls)
+        assert torch.allclose(out.logits, model(out.x_adv), atol=1e-5)
+        assert (out.success >= last.success).all() and out.success.sum() > last.success.sum(), mode
+    assert torch.equal(outs["first"].success, outs["best"].success)
+    with pytest.raises(ConfigError, match="return_point"):
+        cls(model, return_point="middle")

@@ -70,3 +70,58 @@ class ActiveSamples:
         if not self.empty:
             put_rows(self.frozen, self.index, evaluate(x_adv[self.index], ctx[self.index]))
         return self.frozen
+
+
+RETURN_POINTS = ("last", "first", "best")
+
+
+class ReturnedPoint:
+    """Which iterate an iterative attack returns, per sample, from the points it evaluated anyway (no extra pass).
+
+    - ``last``: the final iterate (the references' and the papers' protocol; the images equal torchattacks').
+    - ``first``: the first iterate that fooled the model, else the final one: a sample fooled at step 3 and not at
+      step 10 counts as fooled.
+    - ``best``: among the fooling iterates the one of highest objective, else the highest-objective iterate.
+
+    :meth:`offer` takes the evaluated points of the active rows; :meth:`result` the final points and picks.
+    """
+
+    def __init__(self, mode: str, n: int) -> None:
+        self.mode, self.n = mode, n
+        self.x: torch.Tensor | None = None
+        self.out: Output | None = None
+        self.score = self.adv = None
+
+    def offer(self, rows: torch.Tensor, z: torch.Tensor, out: Output, score: torch.Tensor,
+              adv: torch.Tensor) -> None:
+        """Points ``z`` of the batch rows ``rows`` with their output, objective score and success."""
+        if self.mode == "last":
+            return
+        if self.x is None:
+            self.x = z.new_zeros((self.n, *z.shape[1:]))
+            self.out = zeros_rows(out, self.n)
+            self.score = score.new_full((self.n,), float("-inf"))
+            self.adv = torch.zeros(self.n, dtype=torch.bool, device=z.device)
+        had = self.adv[rows]
+        if self.mode == "first":
+            better = adv & ~had
+        else:
+            better = (adv & ~had) | ((adv == had) & (score > self.score[rows]))
+        sel = rows[better]
+        self.x[sel], self.score[sel], self.adv[sel] = z[better], score[better], adv[better]
+        put_rows(self.out, sel, take_rows(out, better))
+
+    def result(self, x_last: torch.Tensor, out_last: Output, score_last: torch.Tensor,
+               adv_last: torch.Tensor) -> tuple[torch.Tensor, Output]:
+        """The returned points and their outputs, given the final iterates of every row."""
+        if self.mode == "last" or self.x is None:
+            return x_last, out_last
+        rows = torch.arange(self.n, device=x_last.device)
+        if self.mode == "first":  # rows never fooled keep the final iterate
+            self.offer(rows, x_last, out_last, score_last, adv_last)
+            keep = ~self.adv
+            self.x[keep] = x_last[keep]
+            put_rows(self.out, keep, take_rows(out_last, keep))
+        else:
+            self.offer(rows, x_last, out_last, score_last, adv_last)
+        return self.x, self.out

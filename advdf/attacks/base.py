@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advdf.attacks.active import ActiveSamples
+from advdf.attacks.active import RETURN_POINTS, ActiveSamples, ReturnedPoint
 from advdf.attacks.objectives import Classification, Context, Objective, Output, cat_outputs, map_output
 from advdf.errors import ConfigError
 
@@ -307,6 +307,9 @@ class IterativeAttack(Attack):
         steps: gradient steps.
         alpha: step size (pixel scale).
         random_start: start from a uniform point of the eps-ball (PGD).
+        return_point: ``last`` (default: the final iterate, as the references and the papers' tables, so the
+            images equal torchattacks'), ``first`` (the first fooling iterate) or ``best`` (the highest-objective
+            fooling iterate); see :class:`advdf.attacks.active.ReturnedPoint`. No extra forward pass either way.
 
     Subclasses change the step's direction through :meth:`step` (a raw-gradient step: seed 002's IAP).
     """
@@ -314,10 +317,13 @@ class IterativeAttack(Attack):
     max_alpha = 1.0  # a signed step beyond the [0, 1] box is meaningless
 
     def __init__(self, model: nn.Module, eps: float | str = 8 / 255, alpha: float | str = 2 / 255, steps: int = 10,
-                 random_start: bool = False, **kwargs) -> None:
+                 random_start: bool = False, return_point: str = "last", **kwargs) -> None:
         super().__init__(model, eps, **kwargs)
         if steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
+        if return_point not in RETURN_POINTS:
+            raise ConfigError(f"unknown return_point {return_point!r}; choose one of {', '.join(RETURN_POINTS)}")
+        self.return_point = return_point
         alpha = parse_budget(alpha, "alpha")
         if not 0 < alpha <= self.max_alpha:
             raise ConfigError(f"alpha must be in (0, {self.max_alpha:g}], got {alpha}")
@@ -334,19 +340,30 @@ class IterativeAttack(Attack):
         if self.random_start:
             x_adv = self.project(x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
         active = ActiveSamples(len(x), x.device, self.early_stop)
+        chosen = ReturnedPoint(self.return_point, len(x))
         calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
         clean = None
         for step in range(self.steps):
             xa, xc, ca = active.take(x_adv), active.take(x), active.take(ctx)
-            out, _, grad = self.score_and_grad(xa, ca)
+            out, score, grad = self.score_and_grad(xa, ca)
             calls[active.index] += 1
             if step == 0 and not self.random_start:
                 clean = out  # the first step is taken at x: this is the clean output
-            keep = active.retire(out, self.objective.success(out, ca))
+            success = self.objective.success(out, ca)
+            chosen.offer(active.index, xa, out, score, success)
+            keep = active.retire(out, success)
             if keep is not None:  # fooled samples stay where they are
                 xa, xc, grad = xa[keep], xc[keep], grad[keep]
                 if active.empty:
                     break
             x_adv = active.put(x_adv, self.project(xa + self.step(grad), xc))
         # The output of the last step belongs to the previous iterate, so the final point needs one forward.
-        return Perturbed(x_adv, active.final(x_adv, ctx, self.evaluate), calls, clean=clean)
+        x_adv, out = self.returned(chosen, x_adv, active.final(x_adv, ctx, self.evaluate), ctx)
+        return Perturbed(x_adv, out, calls, clean=clean)
+
+    def returned(self, chosen: ReturnedPoint, x_adv: torch.Tensor, out: Output, ctx: Context) \
+            -> tuple[torch.Tensor, Output]:
+        """The points ``return_point`` picks, given the final iterates ``x_adv`` and their outputs."""
+        if self.return_point == "last":
+            return x_adv, out
+        return chosen.result(x_adv, out, self.objective.score(out, ctx), self.objective.success(out, ctx))

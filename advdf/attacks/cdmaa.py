@@ -110,7 +110,7 @@ class _Disrupting:
         return list(range(k))
 
     def _full_output_needed(self) -> bool:
-        return isinstance(self, APGD) or self.early_stop
+        return isinstance(self, APGD) or self.early_stop or getattr(self, "return_point", "last") != "last"
 
     # --- the model calls -----------------------------------------------------------------------------------
     def _distortion(self, name: str, out: torch.Tensor, ctx: Context, ks: list[int]) -> torch.Tensor:

@@ -50,6 +50,8 @@ class UniversalCDMAA(_Disrupting, IterativeAttack):
         IterativeAttack.__init__(self, model, steps=steps, random_start=True,
                                  **_objective(tau, strict, masked, scale, eps=eps, alpha=alpha), **kwargs)
         self._setup(domains, models, regularizer, single_domain, single_model, reg_eps, eot)
+        if self.return_point != "last":
+            raise ConfigError("return_point: a universal perturbation is one point for every photo (keep 'last')")
         if epochs < 0:
             raise ConfigError(f"epochs must be at least 0 (0: the random start alone), got {epochs}")
         if not (math.isfinite(decay) and decay >= 0):

@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advdf.attacks.base import ActiveSamples, IterativeAttack, Perturbed, parse_budget
+from advdf.attacks.active import ActiveSamples, ReturnedPoint
+from advdf.attacks.base import IterativeAttack, Perturbed, parse_budget
 from advdf.attacks.objectives import Context, Output
 from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
@@ -63,6 +64,7 @@ class MIFGSM(IterativeAttack):
             x_adv = self.project(x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
         g = torch.zeros_like(x)
         active = ActiveSamples(len(x), x.device, self.early_stop)
+        chosen = ReturnedPoint(self.return_point, len(x))
         calls = torch.zeros(len(x), dtype=torch.long, device=x.device)
         clean = None
         for step in range(self.steps):
@@ -72,8 +74,13 @@ class MIFGSM(IterativeAttack):
             calls[active.index] += n
             if step == 0 and not self.random_start:
                 clean = out  # g = 0 and x_adv = x here, so the point is the clean input
-            # Nesterov's output belongs to the look-ahead point, not to x_adv: no early exit on it.
-            keep = None if self.nesterov else active.retire(out, self.objective.success(out, ca))
+            # Nesterov's output belongs to the look-ahead point (maybe outside the ball), not to x_adv: no early
+            # exit on it, and it is never returned.
+            keep = None
+            if not self.nesterov:
+                success = self.objective.success(out, ca)
+                chosen.offer(active.index, xa, out, self.objective.score(out, ca), success)
+                keep = active.retire(out, success)
             if keep is not None:  # fooled samples stay where they are
                 xa, xc, ga, grad = xa[keep], xc[keep], ga[keep], grad[keep]
                 if active.empty:
@@ -85,4 +92,5 @@ class MIFGSM(IterativeAttack):
             g = active.put(g, ga)
             x_adv = active.put(x_adv, self.project(xa + self.alpha * ga.sign(), xc))
         # The output of the last step belongs to the previous iterate, so the final point needs one forward.
-        return Perturbed(x_adv, active.final(x_adv, ctx, self.evaluate), calls, clean=clean)
+        x_adv, out = self.returned(chosen, x_adv, active.final(x_adv, ctx, self.evaluate), ctx)
+        return Perturbed(x_adv, out, calls, clean=clean)
