@@ -319,7 +319,7 @@ def test_deepfool_is_exact_on_an_affine_model(n_classes):
     dist = f.abs() / (model.w[None] - model.w[y][:, None]).norm(dim=2)
     l_best = dist.scatter(1, y[:, None], float("inf")).argmin(1)
     rows = torch.arange(len(x))
-    expected = 1.02 * (f[rows, l_best].abs() + 1e-4) / (model.w[l_best] - model.w[y]).norm(dim=1)
+    expected = 1.02 * (dist[rows, l_best] + 1e-4)  # the reference's stabilizer: 1e-4 on the distance
     assert out.success.all()
     assert (out.grad_calls == n_classes if n_classes > 2 else out.grad_calls == 1).all()  # one step
     assert torch.allclose(l2(out.x_adv, x), expected, rtol=1e-3)
@@ -399,3 +399,20 @@ def test_first_and_best_iterates_keep_what_the_last_iterate_loses(cls, sine_imag
     assert torch.equal(outs["first"].success, outs["best"].success)
     with pytest.raises(ConfigError, match="return_point"):
         cls(model, return_point="middle")
+
+
+def test_deepfool_matches_the_torchattacks_reference_sample_by_sample():
+    """Same steps and overshoot: the same L2 per sample, up to the stabilizer (the original code adds 1e-4 to the
+    distance of each step, as advdf; torchattacks adds none)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                          nn.Linear(128, 2)).eval()
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    y = predicted(model, x)
+    reference = torchattacks.DeepFool(model, steps=50, overshoot=0.02)(x, y)
+    ours = DeepFool(model, steps=50, overshoot=0.02).run(x, y)
+    fooled = model(reference).argmax(1) != y
+    assert ours.success.all() and fooled.float().mean() > 0.8
+    gap = l2(ours.x_adv, x)[fooled] - l2(reference, x)[fooled]
+    assert (gap >= 0).all() and (gap <= 1.02e-4 * ours.grad_calls[fooled] + 1e-6).all()

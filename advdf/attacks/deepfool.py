@@ -3,7 +3,8 @@ networks", CVPR 2016.
 
 Norm: L2, minimum-norm. Each iteration linearizes the classifier at the current point and steps to the
 closest linearized boundary. With ``f_k = Z_k - Z_y`` and ``w_k = grad f_k``, the step is
-``r = (|f_l| + 1e-4) / ||w_l||^2 * w_l`` toward the class ``l = argmin_{k != y} |f_k| / ||w_k||``; the steps add
+``r = (|f_l| / ||w_l|| + 1e-4) * w_l / ||w_l||`` toward the class ``l = argmin_{k != y} |f_k| / ||w_k||`` (the
+reference implementation's stabilizer, 1e-4 on the distance to the boundary); the steps add
 up to ``r_tot`` and the iterate is ``x + (1 + overshoot) * r_tot``. A sample stops as soon as it is fooled.
 The paper's defaults: overshoot 0.02, at most 50 iterations.
 
@@ -46,12 +47,14 @@ from advdf.attacks.registry import register_attack
 from advdf.errors import ConfigError
 
 NORM_FLOOR = 1e-12  # a zero gradient gives a zero step instead of NaN
+STABILIZER = 1e-4  # added to each step's distance to the linearized boundary (the reference's)
 
 
 @register_attack
 class DeepFool(Attack):
     norm = "l2"
     eps_optional = True
+    cache_version = 2  # 2: the stabilizer on the distance, as the reference (version 1 added it to the logit gap)
 
     def __init__(self, model: nn.Module, eps: float | str | None = None, steps: int = 50, overshoot: float = 0.02,
                  **kwargs) -> None:
@@ -74,8 +77,8 @@ class DeepFool(Attack):
         f = logits.gather(1, dst[:, None]).squeeze(1) - logits.gather(1, (1 - dst)[:, None]).squeeze(1)
         (grad,) = torch.autograd.grad(f[keep].sum(), xa)
         w, f = grad[keep], f.detach()[keep]
-        sq = w.flatten(1).pow(2).sum(1).clamp_min(NORM_FLOOR)
-        return ((f.abs() + 1e-4) / sq).view(-1, 1, 1, 1) * w
+        norm = w.flatten(1).norm(dim=1).clamp_min(NORM_FLOOR)
+        return ((f.abs() / norm + STABILIZER) / norm).view(-1, 1, 1, 1) * w
 
     def _step_multiclass(self, xa: torch.Tensor, logits: torch.Tensor, goal: torch.Tensor,
                          keep: torch.Tensor) -> torch.Tensor:
@@ -87,11 +90,11 @@ class DeepFool(Attack):
         rows = torch.arange(len(yk), device=xa.device)
         w = (grads - grads[rows, yk].unsqueeze(1)).flatten(2)  # (b, C, D): grad of Z_k - Z_y
         f = (lk - lk.gather(1, yk[:, None])).detach()  # (b, C): Z_k - Z_y
-        sq = w.pow(2).sum(2).clamp_min(NORM_FLOOR)
-        dist = (f.abs() / sq.sqrt()).scatter(1, yk[:, None], float("inf"))
+        norm = w.norm(dim=2).clamp_min(NORM_FLOOR)
+        dist = (f.abs() / norm).scatter(1, yk[:, None], float("inf"))
         best = dist.argmin(1)
-        f_l, sq_l, w_l = f[rows, best], sq[rows, best], w[rows, best]
-        return ((f_l.abs() + 1e-4) / sq_l)[:, None].mul(w_l).view_as(xa[keep])
+        d_l, norm_l, w_l = dist[rows, best], norm[rows, best], w[rows, best]
+        return ((d_l + STABILIZER) / norm_l)[:, None].mul(w_l).view_as(xa[keep])
 
     def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n = len(x)
