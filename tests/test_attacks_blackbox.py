@@ -259,3 +259,30 @@ def test_detector_sees_only_valid_images(tiny_model, images):
     nes(wrapped, eps=8 / 255, steps=2, restarts=1, sigma=0.05).run(x, y)
     points = torch.cat(wrapped.points)
     assert points.min() >= 0 and points.max() <= 1
+
+
+def test_nes_estimate_is_unbiased_at_the_box():
+    """At an all-black image a linear objective's estimate still points along its gradient: the query points are
+    not clipped (clipping x - sigma u to 0 would keep only half of each antithetic pair)."""
+    w = torch.randn(3 * 8 * 8, generator=torch.Generator().manual_seed(0))
+
+    class Linear(nn.Module):
+        def forward(self, x):
+            s = x.flatten(1) @ w
+            return torch.stack([-s, s], 1)
+
+    attack = NES(Linear(), loss="margin", n_samples=2000)
+    x = torch.zeros(1, 3, 8, 8)
+    ctx = attack.objective.bind(x, torch.zeros(1, dtype=torch.long))
+    torch.manual_seed(0)
+    grad, _ = attack._estimate(x, ctx)
+    cos = torch.nn.functional.cosine_similarity(grad.flatten(), 2 * w, dim=0)  # margin = 2 s for label 0
+    assert cos > 0.7
+    assert (grad.flatten() / (2 * w)).median() == pytest.approx(1.0, abs=0.15)  # unbiased scale, not ~0.5
+
+
+def test_nes_anneals_its_step_on_a_plateau_and_keeps_momentum_options_checked(tiny_model):
+    for kwargs, match in (({"momentum": 1.0}, "momentum"), ({"plateau_length": 1}, "plateau_length"),
+                          ({"plateau_drop": 0.5}, "plateau_drop"), ({"min_alpha": 0.1}, "min_alpha")):
+        with pytest.raises(ConfigError, match=match):
+            NES(tiny_model, alpha=0.01, **kwargs)
