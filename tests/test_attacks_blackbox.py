@@ -281,7 +281,24 @@ def test_nes_estimate_is_unbiased_at_the_box():
     assert (grad.flatten() / (2 * w)).median() == pytest.approx(1.0, abs=0.15)  # unbiased scale, not ~0.5
 
 
-def test_nes_anneals_its_step_on_a_plateau_and_keeps_momentum_options_checked(tiny_model):
+def test_nes_anneals_its_step_on_a_plateau():
+    """An objective that keeps falling whatever the attack does: every plateau window halves the step."""
+    class Falling(nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Falling.calls += 1
+            s = -float(Falling.calls) + 0 * x.flatten(1).sum(1)
+            return torch.stack([-s, s], 1)
+
+    attack = NES(Falling(), eps=0.5, alpha=0.08, steps=12, restarts=1, n_samples=2, loss="margin")
+    attack.run(torch.full((2, 3, 4, 4), 0.5), torch.zeros(2, dtype=torch.long))
+    (trace,) = attack.step_size_trace
+    expected = torch.tensor([0.08] * 4 + [0.04] * 5 + [0.02] * 3)  # windows of 5 steps end at steps 5 and 10
+    torch.testing.assert_close(trace, expected[:, None].expand(12, 2))
+
+
+def test_nes_momentum_and_annealing_options_are_checked(tiny_model):
     for kwargs, match in (({"momentum": 1.0}, "momentum"), ({"plateau_length": 1}, "plateau_length"),
                           ({"plateau_drop": 0.5}, "plateau_drop"), ({"min_alpha": 0.1}, "min_alpha")):
         with pytest.raises(ConfigError, match=match):

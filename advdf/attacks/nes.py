@@ -126,6 +126,7 @@ class NES(Attack):
     @torch.no_grad()
     def perturb(self, x: torch.Tensor, ctx: Context) -> Perturbed:
         n = len(x)
+        self.step_size_trace = []  # per run of the last batch: (steps, n) step size of each update
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
         clean = self.objective.output(self.forward, x, ctx)
         queries += 1
@@ -161,7 +162,9 @@ class NES(Attack):
             lr = torch.full((len(idx),), self.alpha, device=x.device)
             window = torch.zeros((len(idx), self.plateau_length), device=x.device)  # mean objective per step
             filled = torch.zeros(len(idx), dtype=torch.long, device=x.device)
-            for _ in range(self.steps):
+            trace = torch.full((self.steps, n), float("nan"), device=x.device)
+            self.step_size_trace.append(trace)
+            for step in range(self.steps):
                 if idx.numel() == 0:
                     break
                 grad, level = self._estimate(xa, cc)
@@ -171,6 +174,7 @@ class NES(Attack):
                 stalled = (filled == self.plateau_length) & (window[:, -1] < window[:, 0])
                 lr = torch.where(stalled, (lr / self.plateau_drop).clamp_min(self.min_alpha), lr)
                 filled = torch.where(stalled, torch.zeros_like(filled), filled)
+                trace[step, idx] = lr
                 xa = self.project(xa + lr.view(-1, 1, 1, 1) * m.sign(), xc)
                 queries[idx] += 2 * self.n_samples + 1
                 keep = ~record(idx, xa, cc)
