@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from advdf.errors import ConfigError
 from advdf.jobs.xai_data import FrameSet
 from advdf.lit import AdversarialDetectorModule
 from advdf.papers.pinhasov2024.adv_detect import score_sets
@@ -234,3 +235,58 @@ def test_maps_are_cached_per_shard_and_a_killed_run_resumes_at_the_missing_shard
     assert torch.allclose(maps, expected, atol=1e-3)  # stored as float16
     again = _Counting(method)
     assert torch.equal(data.maps(frames, again, "test"), maps) and not again.calls
+
+
+def test_guided_backprop_equals_captums_on_relu_networks(tiny_model, images):
+    from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+
+    from advdf.xai.guided_backprop import _GuidedGradient
+
+    x, _ = images
+    model = tiny_model.eval()
+    target = model(x).argmax(1)
+    ours = _GuidedGradient(model).attribute(x.clone().requires_grad_(True), target)
+    theirs = CaptumGuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=target)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_guided_backprop_is_guided_through_silu_in_closed_form():
+    """f = v . silu(W x): the guided gradient is W^T relu(silu'(W x) * v), not the plain W^T (silu'(W x) * v)."""
+    from advdf.xai.guided_backprop import _GuidedGradient
+
+    torch.manual_seed(0)
+    lin, head = nn.Linear(12, 16, bias=False), nn.Linear(16, 2, bias=False)
+    model = nn.Sequential(nn.Flatten(), lin, nn.SiLU(), head).eval()
+    x = torch.randn(5, 3, 2, 2)
+    target = torch.zeros(5, dtype=torch.long)
+    pre = x.flatten(1) @ lin.weight.T
+    s = torch.sigmoid(pre)
+    local = (s * (1 + pre * (1 - s))) * head.weight[0]  # silu'(Wx) * v
+    expected = (torch.relu(local) @ lin.weight).view_as(x)
+    ours = _GuidedGradient(model).attribute(x.clone().requires_grad_(True), target)
+    torch.testing.assert_close(ours, expected)
+    plain = (local @ lin.weight).view_as(x)
+    assert not torch.allclose(ours, plain)
+
+
+def test_guided_backprop_on_an_efficientnet_and_its_refusal_without_activation_modules():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=2).eval()  # SiLU everywhere
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    inplace_before = [getattr(m, "inplace", None) for m in model.modules()]
+    maps = create_xai("guided_backprop", percentile=100)(model, x)
+    plain = create_xai("saliency", percentile=100)
+    assert torch.isfinite(maps).all() and maps.shape == x.shape
+    assert not torch.allclose(maps.abs(), plain(model, x), atol=1e-3)  # not the plain gradient
+    assert [getattr(m, "inplace", None) for m in model.modules()] == inplace_before
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.fc(torch.relu(x.flatten(1)))
+
+    with pytest.raises(ConfigError, match="functional activations"):
+        create_xai("guided_backprop")(Functional().eval(), torch.rand(2, 3, 2, 2))
