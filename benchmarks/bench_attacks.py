@@ -1,4 +1,4 @@
-"""Time advdf's attacks against torchattacks on one model, one batch and one set of inputs.
+"""Time advdf's attacks against torchattacks, ART and foolbox on one model, one batch and one set of inputs.
 
 ``make bench-attacks ARGS="..."``, or::
 
@@ -14,9 +14,12 @@ One run, one model, one batch, three parts:
    reported as the first-call cost, which for torch.compile is the compilation).
 2. Each advdf attack against torchattacks' implementation of it, with the same hyper-parameters (where they
    cannot be the same, the table's notes say how they differ), on the same inputs, each random attack seeded
-   identically right before it runs. Columns: time, robust accuracy, success rate, mean L2 of the fooled
-   samples, advdf's gradient calls (or queries) per sample, iterations, and the overhead ratio
-   ``time / (passes x one eager fp32 forward+backward)`` of the fixed-budget gradient attacks.
+   identically right before it runs; then, in the same table, the Adversarial Robustness Toolbox's (ART) and
+   foolbox's implementations where they have the attack, with the same budget (:mod:`benchmarks.references`).
+   Columns: time, advdf's time / that row's time, robust accuracy, success rate, mean L2 and mean L-inf of the
+   fooled samples' perturbations, advdf's gradient calls (or queries) per sample, iterations, and the overhead
+   ratio ``time / (passes x one eager fp32 forward+backward)`` of the fixed-budget gradient attacks. A
+   reference without the attack, or not installed, prints "—" (never a number it did not measure).
 3. advdf's PGD with the runtime options of :class:`advdf.attacks.base.Attack` (channels_last, bf16, compile,
    and their combination): speed-up over torchattacks' PGD and robust-accuracy difference to advdf's fp32 PGD.
 
@@ -34,7 +37,8 @@ Attacks not registered (modules not written yet) are skipped with a note; every 
 module is importable is benchmarked. torchattacks is optional: install it with
 ``.venv/bin/pip install --no-deps -c constraints.txt torchattacks`` (its metadata pins ``requests~=2.25``, which
 conflicts with the project's pins; it does not use requests at run time). Without it the comparison columns
-are skipped with a note.
+are skipped with a note. ART and foolbox are optional too: ``pip install -c constraints.txt ".[bench]"`` (which
+``make bench-attacks`` runs once); a missing one is named in one note and its rows print "—".
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from tqdm.auto import tqdm
 from advdf.attacks.base import parse_budget
 from advdf.errors import AdvdfError, ConfigError
 from advdf.utils.io import atomic_write_json, atomic_write_text
+from benchmarks import references
 
 OPTIONAL_ATTACK_MODULES = ("apgd", "cw", "deepfool", "nes", "square")
 TARGET_OVERHEAD = 1.02
@@ -433,14 +438,20 @@ class AttackResult:
     first_call_s: float | None = None
     note: str = ""
     passes: int | None = None  # forward+backward passes per sample of a fixed-budget gradient attack
+    linf_fooled: float = float("nan")  # mean L-inf of the fooled samples' perturbations; NaN when none was fooled
 
 
-def _scores(x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+def _scores(x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
+            y: torch.Tensor) -> tuple[float, float, float, float]:
+    """(robust accuracy, success rate, mean L2 and mean L-inf of the fooled samples' perturbations)."""
     pred = logits.argmax(1)
     fooled = pred != y
-    l2 = (x_adv - x).flatten(1).norm(dim=1)
-    return ((pred == y).float().mean().item(), fooled.float().mean().item(),
-            l2[fooled].mean().item() if bool(fooled.any()) else float("nan"))
+    delta = (x_adv - x).flatten(1)
+    l2, linf = delta.norm(dim=1), delta.abs().amax(dim=1)
+    if not bool(fooled.any()):
+        return (pred == y).float().mean().item(), 0.0, float("nan"), float("nan")
+    return ((pred == y).float().mean().item(), fooled.float().mean().item(), l2[fooled].mean().item(),
+            linf[fooled].mean().item())
 
 
 def run_ours(cls: type, name: str, options: dict, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -448,11 +459,11 @@ def run_ours(cls: type, name: str, options: dict, model: nn.Module, x: torch.Ten
     torch.manual_seed(seed)
     attack = cls(model, **options)
     out, seconds = timed(lambda: attack.run(x, y), device)
-    acc, success, l2 = _scores(x, out.x_adv, out.logits, y)
+    acc, success, l2, linf = _scores(x, out.x_adv, out.logits, y)
     black_box = getattr(cls, "black_box", False)
     return AttackResult(name, impl, seconds, acc, success, l2,
                         None if black_box else out.grad_calls.float().mean().item(),
-                        out.queries.float().mean().item() if black_box else None, iterations)
+                        out.queries.float().mean().item() if black_box else None, iterations, linf_fooled=linf)
 
 
 def run_theirs(ta_module, spec: Spec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int,
@@ -463,8 +474,26 @@ def run_theirs(ta_module, spec: Spec, model: nn.Module, x: torch.Tensor, y: torc
     x_adv, seconds = timed(lambda: attack(x, y), device)
     with torch.no_grad():
         logits = model(x_adv)
-    acc, success, l2 = _scores(x, x_adv, logits, y)
-    return AttackResult(spec.name, "torchattacks", seconds, acc, success, l2, None, None, spec.iterations)
+    acc, success, l2, linf = _scores(x, x_adv, logits, y)
+    return AttackResult(spec.name, "torchattacks", seconds, acc, success, l2, None, None, spec.iterations,
+                        linf_fooled=linf)
+
+
+def run_reference(loaded: references.Loaded, spec: Spec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  seed: int, device: torch.device) -> AttackResult:
+    """ART's or foolbox's attack with the budget of advdf's options, timed alone (its construction, the wrapper
+    and the bench's scoring forward are not timed); torch's and numpy's generators seeded right before it."""
+    ra = loaded.ref.attacks[spec.name]
+    go, to_tensor = loaded.ref.prepare(loaded.module, ra, spec.ours, model, x, y, device)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    out, seconds = timed(go, device)
+    x_adv = to_tensor(out)
+    with torch.no_grad():
+        logits = model(x_adv)
+    acc, success, l2, linf = _scores(x, x_adv, logits, y)
+    return AttackResult(spec.name, loaded.label, seconds, acc, success, l2, None, None, spec.iterations,
+                        note=ra.class_name(spec.ours), linf_fooled=linf)
 
 
 # --- PGD with the runtime options ---------------------------------------------------------------------------
@@ -507,6 +536,17 @@ def _secs(value: float | None) -> str:
     return f"{value:.2f}" if value >= 10 else f"{value:.3g}" if value >= 1e-3 else f"{value:.2e}"
 
 
+ATTACK_COLUMNS = ["attack", "impl", "time s", "advdf time / this", "robust acc", "success rate", "mean L2 (fooled)",
+                  "mean L-inf (fooled)", "grad calls / queries (ours)", "iterations", "overhead", "note"]
+REFERENCE_IMPLS = ("torchattacks", *(ref.label for ref in references.REFERENCES))
+IMPL_RANK = {"advdf": 0, **{impl: i + 1 for i, impl in enumerate(REFERENCE_IMPLS)}}
+
+
+def _ratio(value: float) -> str:
+    """A ratio with at least three significant digits (``0.0736x``, ``0.525x``, ``1.00x``, ``12.35x``)."""
+    return f"{value:.2f}x" if value >= 1 else f"{value:#.3g}x"
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -523,6 +563,7 @@ class Report:
     skipped_fast: list[str]
     notes: list[str]
     targets: list[tuple[str, str, str]] = field(default_factory=list)
+    missing: list[tuple[str, str, str]] = field(default_factory=list)  # (attack, reference, why no number)
 
     def eager(self) -> float:
         return next(r.median_s for r in self.runtimes if not r.options)
@@ -536,26 +577,40 @@ class Report:
                             r.note])
         rt_rows.append(["eager fp32, forward only (no grad)", _secs(self.forward_s), _f(self.forward_s / eager, 2, "x"),
                         "—", "", "the final forward an attack spends on its result"])
-        attack_rows = []
-        for r in self.results:
+        ours_time = {r.attack: r.time_s for r in self.results if r.impl == "advdf"}
+        order = list(dict.fromkeys([r.attack for r in self.results] + [m[0] for m in self.missing]))
+        keyed = []  # (attack's position, impl's rank, position): each attack's rows together, fast PGD last
+        for i, r in enumerate(self.results):
             calls = _f(r.grad_calls, 1) if r.grad_calls is not None else (
                 f"{r.queries:.1f} queries" if r.queries is not None else "—")
-            attack_rows.append([r.attack, r.impl, _secs(r.time_s), _f(r.robust_acc), _f(r.success_rate),
-                                _f(r.l2_fooled), calls, r.iterations, _f(r.overhead, 3, "x"), r.note])
-        parts = ["# Attack benchmark: advdf vs torchattacks", "", *[f"- {h}" for h in self.header], "",
+            ratio = _ratio(ours_time[r.attack] / r.time_s) \
+                if r.impl in REFERENCE_IMPLS and r.attack in ours_time and r.time_s > 0 else "—"
+            rank = IMPL_RANK.get(r.impl)
+            key = (order.index(r.attack), rank, i) if rank is not None else (len(order), 0, i)
+            keyed.append((key, [r.attack, r.impl, _secs(r.time_s), ratio, _f(r.robust_acc), _f(r.success_rate),
+                                _f(r.l2_fooled), _f(r.linf_fooled, 4), calls, r.iterations, _f(r.overhead, 3, "x"),
+                                r.note]))
+        for i, (attack, impl, why) in enumerate(self.missing):
+            keyed.append(((order.index(attack), IMPL_RANK[impl], len(self.results) + i),
+                          [attack, impl, *["—"] * 9, why]))
+        attack_rows = [row for _, row in sorted(keyed, key=lambda kr: kr[0])]
+        parts = ["# Attack benchmark: advdf vs torchattacks, ART and foolbox", "", *[f"- {h}" for h in self.header],
+                 "",
                  "## 1. One forward+backward w.r.t. the input",
                  "", "Cross-entropy loss, gradient w.r.t. the input batch; median of the timed calls after one "
                  "warm-up call (the first call; for torch.compile the compilation).", "",
                  markdown_table(["runtime", "median s", "vs eager fp32", "first call s", "timed calls", "note"],
                                 rt_rows), "",
                  "## 2. Attacks", "",
-                 "robust acc: share of samples still classified as their label; success rate: share whose "
-                 "prediction left the label; mean L2: over the fooled samples; grad calls / queries: advdf's "
-                 "per-sample count; overhead: time / (passes x one eager fp32 forward+backward) for the "
+                 "advdf time / this: advdf's time over a reference's (below 1: advdf is faster); robust acc: "
+                 "share of samples still classified as their label; success rate: share whose prediction left the "
+                 "label; mean L2 and L-inf: of the perturbation, over the fooled samples; grad calls / queries: "
+                 "advdf's per-sample count; overhead: time / (passes x one eager fp32 forward+backward) for the "
                  "fixed-budget gradient attacks (advdf's time includes the forward that yields the logits of "
-                 "its result; torchattacks' time excludes the forward the bench spends to score its output).", "",
-                 markdown_table(["attack", "impl", "time s", "robust acc", "success rate", "mean L2 (fooled)",
-                                 "grad calls / queries (ours)", "iterations", "overhead", "note"], attack_rows), ""]
+                 "its result; the references' times exclude the forward the bench spends to score their output; "
+                 "ART's include its numpy <-> torch copies). \"—\": not measured (a reference without the "
+                 "attack, or not installed; see the note).", "",
+                 markdown_table(ATTACK_COLUMNS, attack_rows), ""]
         parts += ["## 3. PGD with the fast runtime options", ""]
         ours = next((r for r in self.results if r.attack == "pgd" and r.impl == "advdf"), None)
         theirs = next((r for r in self.results if r.attack == "pgd" and r.impl == "torchattacks"), None)
@@ -709,6 +764,7 @@ def bench(args: argparse.Namespace) -> Report:
         torchattacks, ta_version = None, f"not installed ({err}); comparison skipped"
     else:
         ta_version = torchattacks.__version__
+    refs = references.load_references()
 
     model, x, y, label_note = build_setup(args, device)
     notes: list[str] = []
@@ -748,6 +804,7 @@ def bench(args: argparse.Namespace) -> Report:
         jobs.append((n, "advdf"))
         if specs[n].theirs is not None and torchattacks is not None:
             jobs.append((n, "torchattacks"))
+        jobs += [(n, ref.label) for ref in refs if ref.installed and n in ref.ref.attacks]
     fast_plan, skipped_fast = [], []
     if "pgd" in runnable:
         variants = list(FAST_VARIANTS)
@@ -775,6 +832,9 @@ def bench(args: argparse.Namespace) -> Report:
         notes.append(f"torchattacks {ta_version}")
     elif "nes" in runnable:
         notes.append("nes: torchattacks has no NES: advdf only")
+    notes += [ref.note() for ref in refs if not ref.installed]
+    missing = [(n, ref.label, "not installed" if not ref.installed else f"{ref.label} has no {n}")
+               for n in runnable for ref in refs if not ref.installed or n not in ref.ref.attacks]
 
     results: list[AttackResult] = []
     fast_results: list[AttackResult] = []
@@ -792,12 +852,23 @@ def bench(args: argparse.Namespace) -> Report:
             results.append(res)
         elif impl == "torchattacks":
             results.append(run_theirs(torchattacks, spec, model, x, y, args.seed, device))
+        elif impl in REFERENCE_IMPLS:
+            loaded = next(ref for ref in refs if ref.label == impl)
+            try:
+                results.append(run_reference(loaded, spec, model, x, y, args.seed, device))
+            except Exception as err:  # noqa: BLE001 - a reference's own failure: reported as "—", never fatal
+                missing.append((name, impl, f"failed: {type(err).__name__}: {str(err).strip().splitlines()[0][:160]}"
+                                if str(err).strip() else f"failed: {type(err).__name__}"))
+                continue
+            differences = loaded.ref.attacks[name].differences
+            if differences:
+                notes.append(f"{name} ({impl}): {differences}")
         else:
             label, fast = next(f for f in fast_plan if f"advdf+{f[0]}" == impl)
             res = run_fast_pgd(cls, spec, options, fast, label, model, x, y, args.seed, device)
             results.append(res)
             fast_results.append(res)
-        if spec.passes is not None and results[-1].impl in ("advdf", "torchattacks"):
+        if spec.passes is not None and results[-1].impl in ("advdf", *REFERENCE_IMPLS):
             results[-1].overhead = results[-1].time_s / (spec.passes * eager)
             results[-1].passes = spec.passes
     bar.close()
@@ -809,15 +880,17 @@ def bench(args: argparse.Namespace) -> Report:
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {device_name}; "
         f"1-min load average {load_start:.1f} at the start, {load_end:.1f} at the end (other processes share the "
         f"machine when it exceeds the core count: timings are then noisier)",
-        f"torch {torch.__version__}; torchattacks {ta_version}; python {platform.python_version()}",
+        f"torch {torch.__version__}; torchattacks {ta_version}; "
+        + "; ".join(f"{ref.label} {ref.version}" for ref in refs) + f"; python {platform.python_version()}",
         f"model: {label_note}",
         f"input {args.input_size} px, batch {args.batch}, eval mode; untargeted; L-inf eps = {args.eps} for the "
         f"L-inf attacks; C&W and DeepFool are minimum-norm L2 attacks without a cap",
         f"budget preset {budget_name!r}: {budget.describe()}",
-        f"every random attack is seeded with {args.seed} right before it runs (advdf and torchattacks alike)",
+        f"every random attack is seeded with {args.seed} right before it runs (advdf and the references alike; "
+        f"ART and foolbox: torch's and numpy's generators)",
         f"bench wall time: {time.perf_counter() - started:.0f} s",
     ]
-    report = Report(header, runtimes, forward_s, results, fast_results, skipped_fast, notes)
+    report = Report(header, runtimes, forward_s, results, fast_results, skipped_fast, notes, missing=missing)
     report.targets = evaluate_targets(report)
     return report
 
@@ -840,6 +913,7 @@ def main(argv: list[str] | None = None) -> Report:
         "results": [asdict(r) for r in report.results], "skipped_fast": report.skipped_fast,
         "targets": [dict(zip(("target", "measured", "status"), t, strict=True)) for t in report.targets],
         "notes": report.notes,
+        "missing": [dict(zip(("attack", "impl", "reason"), m, strict=True)) for m in report.missing],
     })
     print(text)
     print(f"written: {out} and {out.with_suffix('.json')}", file=sys.stderr)
