@@ -54,3 +54,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def pattern_net() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A small CNN trained (300 Adam steps, about a second) to tell a faint +pattern from a -pattern in noise, and
+    128 images it classifies right: a trained model whose robustness depends on the budget, for comparing attacks
+    with their reference implementations."""
+    from torch import nn
+
+    g = torch.Generator().manual_seed(0)
+    pattern = torch.sin(torch.arange(16.0))[None, None, :, None] * torch.cos(torch.arange(16.0) * 0.7)[None, None, None, :]
+
+    def data(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 2, (n,), generator=g)
+        noise = torch.rand(n, 3, 16, 16, generator=g) - 0.5
+        return (0.5 + 0.4 * noise + 0.08 * (2 * y - 1).view(-1, 1, 1, 1) * pattern).clamp(0, 1), y
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 2))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(300):
+        x, y = data(128)
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x, y = data(256)
+    with torch.no_grad():
+        right = net(x).argmax(1) == y
+    return net, x[right][:128], y[right][:128]
