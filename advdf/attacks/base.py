@@ -102,13 +102,17 @@ def _detached(out: Output) -> Output:
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Evaluate ``model`` in eval mode and restore each submodule's own mode afterwards."""
-    modes = [m.training for m in model.modules()]
+    modules = list(model.modules())
+    training = [m for m in modules if m.training]
+    if not training:  # already in eval mode (the usual case): nothing to switch or restore
+        yield model
+        return
     model.eval()
     try:
         yield model
     finally:
-        for m, mode in zip(model.modules(), modes, strict=True):
-            m.training = mode
+        for m in training:
+            m.training = True
 
 
 class Attack(abc.ABC):
@@ -221,7 +225,8 @@ class Attack(abc.ABC):
         if x.ndim != 4 or x.shape[0] != y.shape[0]:
             raise ConfigError(f"expected images (N, C, H, W) and labels (N, ...), got {tuple(x.shape)} and "
                               f"{tuple(y.shape)}")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        lo, hi = torch.aminmax(x)  # one pass: a NaN or inf anywhere makes lo or hi non-finite
+        if not (torch.isfinite(lo) and torch.isfinite(hi)) or lo < 0 or hi > 1:
             raise ConfigError("attack input must be finite images in [0, 1] (normalization belongs inside the model)")
         ctx = self.objective.bind(x, y)
         if context is not None:
