@@ -102,8 +102,7 @@ def _detached(out: Output) -> Output:
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Evaluate ``model`` in eval mode and restore each submodule's own mode afterwards."""
-    modules = list(model.modules())
-    training = [m for m in modules if m.training]
+    training = [m for m in model.modules() if m.training]
     if not training:  # already in eval mode (the usual case): nothing to switch or restore
         yield model
         return
