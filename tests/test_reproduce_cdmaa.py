@@ -91,3 +91,27 @@ def test_a_plan_that_cannot_run_fails_before_training(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="robustness.rows"):
         reproduce_cdmaa("smoke", ["reproduce.robustness.rows=[table9/z]"])
     assert not (tmp_path / "checkpoints").exists()
+
+
+def _row(rate: float, avg_l: float, s: float = 0.3) -> dict:
+    pairs = {"g/a": {"avg_l": avg_l, "rate": rate, "n": 4}, "h/b": {"avg_l": avg_l, "rate": rate, "n": 4}}
+    return {"metrics": {"pairs": pairs, "models": {"g": {"rate": rate}, "h": {"rate": rate}}, "mean_rate": rate,
+                        "min_model_rate": rate}, "s_per_image": s}
+
+
+@pytest.mark.parametrize("rates", ["zero", "mixed"])
+def test_cdmaa_claims_never_hold_vacuously(rates):
+    """Where no configuration disrupts anything (every rate 0), a claim that one combiner beats the others does not
+    hold; a stronger setting still counts as an improvement when it raises the distortion at the same rate."""
+    from advdf.papers.qiu2022.findings import cdmaa_findings
+
+    hit = 0.0 if rates == "zero" else 0.5
+    results = {f"table1/{k}": _row(0.0, 0.01 + 0.001 * i) for i, k in enumerate("abcde")}
+    results |= {f"table2/{k}": _row(0.0, 0.01) for k in ("single", "iterative", "uniform", "mgda")}
+    results |= {f"table3/{k}": _row(hit if k == "mgda" else 0.0, 0.01) for k in ("single", "iterative", "uniform",
+                                                                                  "mgda")}
+    results |= {f"table4/{k}": _row(hit if k == "penalty" else 0.0, 0.01) for k in ("none", "l2", "log", "penalty")}
+    found = {f.key: f.holds for f in cdmaa_findings(results, ["g", "h"], {"g": 5, "h": 1})}
+    assert found["mgda_models"] is (rates == "mixed") and found["penalty_regularizer"] is (rates == "mixed")
+    assert found["stronger_settings"] is True  # same rate 0, larger L in every row b-e
+    assert found["uniform_domains"] is False  # uniform does not beat single / iterative on g (all 0)

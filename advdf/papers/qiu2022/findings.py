@@ -19,6 +19,15 @@ def _min_rate(results: dict, key: str) -> float | None:
     return None if r is None else r["metrics"]["min_model_rate"]
 
 
+def _mean_l(results: dict, key: str) -> float | None:
+    """The average distortion over every (generator, domain) pair of a row."""
+    r = results.get(key)
+    if r is None:
+        return None
+    pairs = r["metrics"]["pairs"].values()
+    return sum(p["avg_l"] for p in pairs) / len(pairs)
+
+
 def _seconds(results: dict, key: str) -> float | None:
     r = results.get(key)
     return None if r is None else r["s_per_image"]
@@ -47,7 +56,8 @@ def cdmaa_findings(results: dict, generators: list[str], n_domains: dict[str, in
         "mgda_models", "MGDA over models keeps a usable attack rate on every model where single / iterative / "
         "uniform leave the robust ones low",
         "lowest per-generator rate: " + ", ".join(f"{k} {fmt(v)}" for k, v in worst.items()),
-        None if not known else worst["mgda"] >= max(v for k, v in worst.items() if k != "mgda"),
+        # strictly: where every combiner leaves some generator at 0, MGDA keeps nothing "usable" either
+        None if not known else worst["mgda"] > max(v for k, v in worst.items() if k != "mgda"),
         {"min_model_rate": worst}))
 
     regs = ("none", "l2", "log", "penalty")
@@ -57,17 +67,21 @@ def cdmaa_findings(results: dict, generators: list[str], n_domains: dict[str, in
     found.append(Finding(
         "penalty_regularizer", "the penalty regularizer gives the most even and the highest attack rates",
         "mean / lowest per-generator rate: " + ", ".join(f"{k} {fmt(mean[k])} / {fmt(low[k])}" for k in regs),
-        None if not known else (mean["penalty"] >= max(mean.values()) - 1e-9
+        None if not known else (mean["penalty"] > 0 and mean["penalty"] >= max(mean.values()) - 1e-9
                                 and low["penalty"] >= max(low.values()) - 1e-9),
         {"mean_rate": mean, "min_model_rate": low}))
 
     rows = {"b": "larger eps", "c": "larger T", "d": "MI-FGSM", "e": "APGD"}
-    default = _rate(results, "table1/a")
+    default, default_l = _rate(results, "table1/a"), _mean_l(results, "table1/a")
     better = {k: _rate(results, f"table1/{k}") for k in rows}
-    known = None not in (default, *better.values())
+    better_l = {k: _mean_l(results, f"table1/{k}") for k in rows}
+    known = None not in (default, default_l, *better.values(), *better_l.values())
+    # improving: a higher attack rate, or the same rate (e.g. all 0, or all 1) with a larger average distortion
     found.append(Finding(
         "stronger_settings", "larger eps or T, MI-FGSM and APGD improve on the default",
-        f"mean rate (a) default {fmt(default)}; " + ", ".join(f"({k}) {rows[k]} {fmt(v)}" for k, v in better.items()),
-        None if not known else all(v >= default for v in better.values()),
+        f"mean rate / L (a) default {fmt(default)} / {fmt(default_l, '.4f')}; "
+        + ", ".join(f"({k}) {rows[k]} {fmt(v)} / {fmt(better_l[k], '.4f')}" for k, v in better.items()),
+        None if not known else all(v > default or (v == default and better_l[k] > default_l)
+                                   for k, v in better.items()),
         {"default": default, **better}))
     return found
