@@ -252,13 +252,17 @@ def test_defaults_follow_seed_001():
     assert (square_attack.n_queries, square_attack.p_init, square_attack.loss_name) == (5000, 0.8, "margin")
 
 
-def test_detector_sees_only_valid_images(tiny_model, images):
-    # the NES copies x ± sigma u are clipped to [0, 1] before they reach the model
+def test_detector_sees_iterates_in_the_box_and_search_points_within_sigma_of_it(tiny_model, images):
+    # every iterate NES evaluates is an image in [0, 1]; its search copies x ± sigma u are not clipped (clipping
+    # biases the estimate at the box), so they leave it by a few sigma at most
     x, y = images
     wrapped = QueryLog(tiny_model, x)
-    nes(wrapped, eps=8 / 255, steps=2, restarts=1, sigma=0.05).run(x, y)
-    points = torch.cat(wrapped.points)
-    assert points.min() >= 0 and points.max() <= 1
+    sigma = 0.05
+    nes(wrapped, eps=8 / 255, steps=2, restarts=1, sigma=sigma).run(x, y)
+    points, single = torch.cat(wrapped.points), torch.cat(wrapped.single)
+    assert points[single].min() >= 0 and points[single].max() <= 1
+    assert points.min() < 0 or points.max() > 1  # the copies are unclipped
+    assert points.min() >= -6 * sigma and points.max() <= 1 + 6 * sigma
 
 
 def test_nes_estimate_is_unbiased_at_the_box():
