@@ -98,20 +98,27 @@ def test_torchattacks_comparison_runs(tiny_report):
     assert math.isfinite(_number(speedup))
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "tifgsm"])
-def test_bench_configures_torchattacks_identically(name):
-    """The bench's options for advdf and for torchattacks give the same adversarial examples."""
-    torchattacks = pytest.importorskip("torchattacks", reason="torchattacks is not installed")
+def _bench_setup(name: str, n: int):
+    """The tiny detector, ``n`` face images and their predicted labels, the bench's spec of attack ``name`` and
+    advdf's attack built from it (with the options it dropped)."""
     torch.manual_seed(0)
     model = create_detector("tiny_cnn", input_size=32).eval()
-    x = face_images(6, 32, seed=0)
+    x = face_images(n, 32, seed=0)
     y = model(x).argmax(1)
     spec = attack_specs(BUDGETS["small"], 0.3, seed=0)[name]
     classes, _ = registered_attacks()
     options, dropped = our_options(classes[name], spec.ours)
+    return model, x, y, spec, classes[name](model, **options), dropped
+
+
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "tifgsm"])
+def test_bench_configures_torchattacks_identically(name):
+    """The bench's options for advdf and for torchattacks give the same adversarial examples."""
+    torchattacks = pytest.importorskip("torchattacks", reason="torchattacks is not installed")
+    model, x, y, spec, attack, dropped = _bench_setup(name, 6)
     assert dropped == []
     torch.manual_seed(0)
-    ours = classes[name](model, **options).run(x, y)
+    ours = attack.run(x, y)
     torch.manual_seed(0)
     theirs = getattr(torchattacks, spec.theirs)(model, **spec.theirs_kwargs)(x, y)
     assert torch.allclose(ours.x_adv, theirs, atol=1e-6)
@@ -247,14 +254,8 @@ def test_bench_configures_art_and_foolbox_identically(label, module, name):
     """The deterministic sign attacks give advdf's adversarial examples with the bench's options."""
     pytest.importorskip(module, reason=f"{label} is not installed")
     loaded = next(r for r in references.load_references() if r.label == label)
-    torch.manual_seed(0)
-    model = create_detector("tiny_cnn", input_size=32).eval()
-    x = face_images(4, 32, seed=0)
-    y = model(x).argmax(1)
-    spec = attack_specs(BUDGETS["small"], 0.3, seed=0)[name]
-    classes, _ = registered_attacks()
-    options, _ = our_options(classes[name], spec.ours)
-    ours = classes[name](model, **options).run(x, y).x_adv
+    model, x, y, spec, attack, _ = _bench_setup(name, 4)
+    ours = attack.run(x, y).x_adv
     go, to_tensor = loaded.ref.prepare(loaded.module, loaded.ref.attacks[name], spec.ours, model, x, y,
                                        torch.device("cpu"))
     theirs = to_tensor(go())

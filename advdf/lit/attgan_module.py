@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advdf.errors import ConfigError
 from advdf.generators import AttGAN, AttGANDiscriminator
 from advdf.lit.gan_base import GANModule, gradient_penalty
 
@@ -43,16 +42,10 @@ class AttGANModule(GANModule):
                  data_attributes: Sequence[str], n_critic: int = 5, lambda_1: float = 100.0,
                  lambda_2: float = 10.0, lambda_3: float = 1.0, lambda_gp: float = 10.0,
                  grid_images: int = 8) -> None:
-        kind = self.generator_type.name
-        if not isinstance(generator, self.generator_type) or not isinstance(discriminator, self.discriminator_type):
-            raise ConfigError(f"module={kind} trains generator={kind} with its discriminator, got "
-                              f"{type(generator).__name__} and {type(discriminator).__name__}")
-        head = discriminator.fc_cls if hasattr(discriminator, "fc_cls") else discriminator.fc_att
-        n_attrs = [m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features
-        if n_attrs != len(generator.attributes):
-            raise ConfigError(f"module.discriminator.n_attrs={n_attrs} but the generator has "
-                              f"{len(generator.attributes)} attributes")
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, data_attributes, n_critic, grid_images)
+        head = discriminator.fc_cls if hasattr(discriminator, "fc_cls") else discriminator.fc_att
+        self.check_head([m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features,
+                        "module.discriminator.n_attrs")
         data_attributes = list(data_attributes)  # plain names in the checkpoint's hyperparameters, not a ListConfig
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
         self.lambda_1, self.lambda_2 = float(lambda_1), float(lambda_2)

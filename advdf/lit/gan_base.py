@@ -76,13 +76,17 @@ class GANModule(pl.LightningModule, abc.ABC):
     """
 
     selectable_epoch = False
+    generator_type: type = Generator  # what a subclass trains: its generator and discriminator classes
+    discriminator_type: type = nn.Module
 
     def __init__(self, generator: Generator, discriminator: nn.Module,
                  optimizer_g: Callable[..., torch.optim.Optimizer], optimizer_d: Callable[..., torch.optim.Optimizer],
                  data_attributes: Sequence[str], n_critic: int = 5, grid_images: int = 8) -> None:
         super().__init__()
-        if not isinstance(generator, Generator):
-            raise ConfigError(f"task=generator trains an advdf.generators.Generator, got {type(generator).__name__}")
+        if not isinstance(generator, self.generator_type) or not isinstance(discriminator, self.discriminator_type):
+            raise ConfigError(f"{type(self).__name__} trains a {self.generator_type.__name__} with a "
+                              f"{self.discriminator_type.__name__}, got {type(generator).__name__} and "
+                              f"{type(discriminator).__name__}")
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
             raise ConfigError(f"module.n_critic={n_critic!r}: must be an integer of at least 1")
         if isinstance(grid_images, bool) or not isinstance(grid_images, int) or grid_images < 0:
@@ -98,6 +102,13 @@ class GANModule(pl.LightningModule, abc.ABC):
         self.iterations = 0  # discriminator steps taken (saved in checkpoints, so a resumed run keeps the rhythm)
         self.val_means = nn.ModuleDict({"rec_l1": MeanMetric(), "moved_l1": MeanMetric()})
         self.test_means = nn.ModuleDict({"rec_l1": MeanMetric(), "moved_l1": MeanMetric()})
+
+    def check_head(self, width: int, option: str) -> None:
+        """ConfigError unless the discriminator's attribute head (``option``, of ``width`` outputs) has one output
+        per generator attribute."""
+        if width != len(self.generator.attributes):
+            raise ConfigError(f"{option}={width} but the generator has {len(self.generator.attributes)} attributes "
+                              f"({list(self.generator.attributes)})")
 
     # --- what each model defines ---------------------------------------------------------------------------
     def sample_targets(self, attrs: torch.Tensor) -> torch.Tensor:

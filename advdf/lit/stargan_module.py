@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from advdf.errors import ConfigError
 from advdf.generators import StarGAN, StarGANDiscriminator
 from advdf.lit.gan_base import GANModule, gradient_penalty
 
@@ -35,18 +34,15 @@ class StarGANModule(GANModule):
         lambda_gp, lambda_cls, lambda_rec: the loss weights (official 10, 1, 10).
     """
 
+    generator_type = StarGAN
+    discriminator_type = StarGANDiscriminator
+
     def __init__(self, generator: StarGAN, discriminator: StarGANDiscriminator,
                  optimizer_g: Callable[..., torch.optim.Optimizer], optimizer_d: Callable[..., torch.optim.Optimizer],
                  data_attributes: Sequence[str], n_critic: int = 5, lambda_gp: float = 10.0,
                  lambda_cls: float = 1.0, lambda_rec: float = 10.0, grid_images: int = 8) -> None:
-        if not isinstance(generator, StarGAN) or not isinstance(discriminator, StarGANDiscriminator):
-            raise ConfigError(f"module=stargan trains generator=stargan with its discriminator, got "
-                              f"{type(generator).__name__} and {type(discriminator).__name__}")
-        c_dim = discriminator.conv2.out_channels
-        if c_dim != len(generator.attributes):
-            raise ConfigError(f"module.discriminator.c_dim={c_dim} but the generator has {len(generator.attributes)} "
-                              f"attributes ({list(generator.attributes)})")
         super().__init__(generator, discriminator, optimizer_g, optimizer_d, data_attributes, n_critic, grid_images)
+        self.check_head(discriminator.conv2.out_channels, "module.discriminator.c_dim")
         data_attributes = list(data_attributes)  # plain names in the checkpoint's hyperparameters, not a ListConfig
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
         self.lambda_gp, self.lambda_cls, self.lambda_rec = float(lambda_gp), float(lambda_cls), float(lambda_rec)
