@@ -23,7 +23,7 @@ TINY_PLAN = [
     "~reproduce.detectors", "+reproduce.detectors={tiny_cnn:['trainer.max_epochs=6'],mesonet:['trainer.max_epochs=3']}",
     "reproduce.xai.integrated_gradients=['n_steps=2']", "reproduce.per_class=4",
     "reproduce.training.all=['adv_data.per_class=8','adv_data.val_fraction=0.25','adv_detector.pretrained=false',"
-    "'adv_detector.backbone=resnet18','adv_detector.hidden=8','trainer.max_epochs=1','adv_data.batch_size=8']",
+    "'adv_detector.backbone=test_resnet','adv_detector.hidden=8','trainer.max_epochs=1','adv_data.batch_size=8']",
     "reproduce.training.table4=['trainer.max_epochs=2']",
     "xai_attacks.pgd.steps=2", "xai_attacks.pgd.alpha=8/255", "xai_attacks.apgd.steps=2", "xai_attacks.square.n_queries=6",
     "xai_attacks.nes.steps=2", "xai_attacks.nes.n_samples=2", "model.input_size=32",
@@ -87,7 +87,7 @@ def _recompute_pgd_saliency_cell(artifacts: Path) -> float:
     g = create_detector("tiny_cnn", input_size=32)
     load_detector_weights(g, det_dir / "detector.safetensors")
     g.eval()
-    d = DetectResNet50("resnet18", pretrained=False, hidden=8)
+    d = DetectResNet50("test_resnet", pretrained=False, hidden=8)
     d.load_state_dict(load_file(str(find_run(det_dir / "adv_detectors" / "detect_resnet50" / "saliency") /
                                     "adv_detector.safetensors")))
     d.eval()
