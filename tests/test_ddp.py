@@ -18,7 +18,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         "model=tiny_cnn", *TINY_DATA, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
         "trainer.max_epochs=1", "logger=wandb", "variant=ddp", f"hydra.run.dir={run_dir}",
     ]
-    out = run_script("train", overrides, artifacts, timeout=400)
+    out = run_script("train", overrides, artifacts, timeout=400, fresh=True)  # DDP relaunches itself from sys.argv
     log = out.stdout + out.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log
     # Hydra wrote one output dir: rank 1 reused rank 0's instead of creating its own.

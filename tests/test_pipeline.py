@@ -99,14 +99,16 @@ def test_attack_resumes_after_kill(trained):
     try:
         while time.time() < deadline:
             dirs = _cache_dirs(trained, "pgd")
-            if dirs and len(list(dirs[0].glob("shard_*.safetensors"))) >= 2:
+            if dirs and len(list(dirs[0].glob("shard_*.json"))) >= 2:
                 break
             time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     (cache,) = _cache_dirs(trained, "pgd")
-    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard_*.safetensors")}
+    # finished: the shard and its record (a kill between the two leaves a shard that is recomputed)
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard_*.safetensors")
+              if p.with_suffix(".json").is_file()}
     assert 2 <= len(before) < 8 and not (cache / "summary.json").exists()
 
     out = run_script("attack", overrides, trained)

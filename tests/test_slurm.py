@@ -24,7 +24,8 @@ def test_attack_multirun_on_slurm(tmp_path):
             "--multirun", *cluster.launcher_overrides(launcher="slurm_cpu", searchpath=None),
             f"hydra.sweep.dir={sweep}", *TINY, "attack=fgsm,bim", "limit=16",
         ]
-        out = run_script("attack", overrides, artifacts, env=script_env(artifacts, cluster.env), timeout=240)
+        out = run_script("attack", overrides, artifacts, env=script_env(artifacts, cluster.env), timeout=240,
+                         fresh=True)  # submitit pickles the job from the submitting interpreter
     summaries = {p.parent.name.split("-")[0]: json.loads(p.read_text())
                  for p in (artifacts / "adv_cache").rglob("summary.json")}
     assert set(summaries) == {"fgsm", "bim"}, out.stdout[-2000:]

@@ -26,7 +26,7 @@ from advdf.jobs.evaluate import evaluate_sets
 from advdf.jobs.plan import compose_config
 from advdf.models import load_detector_weights
 from advdf.models.checkpoint import save_detector
-from tests.helpers.scripts import REPO, TINY, script_env
+from tests.helpers.scripts import REPO, TINY, run_script, script_env
 
 # PGD draws a random start per batch: a recomputed shard only matches if it is seeded by its index.
 PGD = [*TINY, "attack=pgd", "attack.steps=3", "limit=12", "shard_size=4", "batch_size=2", "device=cpu"]
@@ -184,7 +184,7 @@ def test_non_finite_logits_are_refused_before_the_shard_is_written(tiny):
 
 # --- two real processes on one set ---------------------------------------------------------------------------
 # Enough steps that attacking, not starting Python, is most of a run: computing every shard twice would show.
-SHARED = [*TINY, "attack=pgd", "attack.steps=4000", "limit=16", "shard_size=2", "batch_size=2", "device=cpu"]
+SHARED = [*TINY, "attack=pgd", "attack.steps=1500", "limit=16", "shard_size=2", "batch_size=2", "device=cpu"]
 
 
 def _attack_process(artifacts: Path, *overrides: str) -> subprocess.Popen:
@@ -231,8 +231,7 @@ def test_two_processes_share_one_set_and_compute_each_shard_once(tiny):
 @pytest.mark.slow
 def test_attack_py_prints_a_bad_limit_as_one_line_before_any_work(tmp_path):
     # A fresh artifacts dir: no data, no detector; the limit is checked before either is looked for.
-    proc = subprocess.run([sys.executable, str(REPO / "attack.py"), *TINY, "limit=-3"], cwd=REPO,
-                          env=script_env(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    proc = run_script("attack", [*TINY, "limit=-3"], tmp_path, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == ["error: limit must be null (the whole split) or a positive integer, got -3"], proc.stderr[-2000:]
