@@ -356,7 +356,8 @@ def attack_specs(b: Budget, eps: float, seed: int) -> dict[str, Spec]:
              differences="SI-NI-FGSM in both, but torchattacks' momentum is normalized by mean |g| (C*H*W times "
                          "the paper's L1 normalization, which advdf uses), so its Nesterov look-ahead "
                          "x + alpha*decay*g reaches C*H*W times further: the attacks differ after the first step. "
-                         "torchattacks runs the m scale copies as m passes of N images, advdf as one pass of m*N"),
+                         "torchattacks runs the m scale copies as m passes of N images, advdf too on a CPU (one pass "
+                         "of m*N on a GPU: scales_per_pass)"),
         Spec("apgd", {**sign, "steps": b.apgd_steps, "n_restarts": 1, "rho": 0.75, "loss": "ce"}, "APGD",
              {"norm": "Linf", **sign, "steps": b.apgd_steps, "n_restarts": 1, "seed": seed, "loss": "ce",
               "rho": 0.75}, str(b.apgd_steps), passes=b.apgd_steps,
@@ -439,6 +440,7 @@ class AttackResult:
     note: str = ""
     passes: int | None = None  # forward+backward passes per sample of a fixed-budget gradient attack
     linf_fooled: float = float("nan")  # mean L-inf of the fooled samples' perturbations; NaN when none was fooled
+    timed_runs: int = 1  # rounds whose median time_s is (--attack-repeats)
 
 
 def _scores(x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
@@ -691,6 +693,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="prepared data dir for --checkpoint (default: its training data)")
     p.add_argument("--attacks", default=None, help="comma-separated attack names (default: all)")
     p.add_argument("--repeats", type=int, default=3, help="timed forward+backward calls per runtime (default 3)")
+    p.add_argument("--attack-repeats", type=int, default=1,
+                   help="rounds of every attack run, implementations in alternating order; the median time "
+                        "(default 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--budget", default="auto", choices=["auto", *BUDGETS],
                    help="iteration counts: full (GPU), small (CPU); auto picks by device")
@@ -726,6 +731,8 @@ def _validate(args: argparse.Namespace, specs: dict[str, Spec]) -> list[str]:
         raise ConfigError(f"--batch must be positive, got {args.batch}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.attack_repeats < 1:
+        raise ConfigError(f"--attack-repeats must be at least 1, got {args.attack_repeats}")
     if args.input_size is not None and args.input_size < 8:
         raise ConfigError(f"--input-size must be at least 8, got {args.input_size}")
     if args.threads is not None and args.threads < 1:
@@ -836,42 +843,67 @@ def bench(args: argparse.Namespace) -> Report:
     missing = [(n, ref.label, "not installed" if not ref.installed else f"{ref.label} has no {n}")
                for n in runnable for ref in refs if not ref.installed or n not in ref.ref.attacks]
 
-    results: list[AttackResult] = []
-    fast_results: list[AttackResult] = []
-    bar = tqdm(jobs, desc="attacks", unit="run", file=sys.stderr)
-    for name, impl in bar:
-        bar.set_postfix_str(f"{name} ({impl})")
+    def run_job(name: str, impl: str, first: bool) -> AttackResult | None:
+        """One timed run of ``name`` by ``impl``; the first round also records notes and failures."""
         spec, cls = specs[name], classes[name]
         options, dropped = our_options(cls, spec.ours)
         if impl == "advdf":
             res = run_ours(cls, name, options, model, x, y, args.seed, device, iterations=spec.iterations)
             if dropped:
                 res.note = f"advdf's {cls.__name__} has no option {', '.join(dropped)}: its default is used"
-            if spec.differences and spec.theirs and torchattacks is not None:
+            if first and spec.differences and spec.theirs and torchattacks is not None:
                 notes.append(f"{name}: {spec.differences}")
-            results.append(res)
-        elif impl == "torchattacks":
-            results.append(run_theirs(torchattacks, spec, model, x, y, args.seed, device))
-        elif impl in REFERENCE_IMPLS:
+            return res
+        if impl == "torchattacks":
+            return run_theirs(torchattacks, spec, model, x, y, args.seed, device)
+        if impl in REFERENCE_IMPLS:
             loaded = next(ref for ref in refs if ref.label == impl)
             try:
-                results.append(run_reference(loaded, spec, model, x, y, args.seed, device))
+                res = run_reference(loaded, spec, model, x, y, args.seed, device)
             except Exception as err:  # noqa: BLE001 - a reference's own failure: reported as "—", never fatal
                 missing.append((name, impl, f"failed: {type(err).__name__}: {str(err).strip().splitlines()[0][:160]}"
                                 if str(err).strip() else f"failed: {type(err).__name__}"))
-                continue
+                return None
             differences = loaded.ref.attacks[name].differences
-            if differences:
+            if first and differences:
                 notes.append(f"{name} ({impl}): {differences}")
-        else:
-            label, fast = next(f for f in fast_plan if f"advdf+{f[0]}" == impl)
-            res = run_fast_pgd(cls, spec, options, fast, label, model, x, y, args.seed, device)
-            results.append(res)
-            fast_results.append(res)
-        if spec.passes is not None and results[-1].impl in ("advdf", *REFERENCE_IMPLS):
-            results[-1].overhead = results[-1].time_s / (spec.passes * eager)
-            results[-1].passes = spec.passes
+            return res
+        label, fast = next(f for f in fast_plan if f"advdf+{f[0]}" == impl)
+        return run_fast_pgd(cls, spec, options, fast, label, model, x, y, args.seed, device)
+
+    # Rounds: every implementation of an attack runs once per round, in the listed order in even rounds and in
+    # the reverse order in odd ones (no implementation always runs first); times are the median over rounds, the
+    # scores those of the first round (every random attack is seeded alike in each).
+    recorded: dict[tuple[str, str], AttackResult] = {}
+    times: dict[tuple[str, str], list[float]] = {job: [] for job in jobs}
+    failed: set[tuple[str, str]] = set()
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for job in jobs:
+        groups.setdefault(job[0], []).append(job)
+    bar = tqdm(total=len(jobs) * args.attack_repeats, desc="attacks", unit="run", file=sys.stderr)
+    for rnd in range(args.attack_repeats):
+        order = [job for group in groups.values() for job in (group if rnd % 2 == 0 else group[::-1])]
+        for job in order:
+            bar.set_postfix_str(f"{job[0]} ({job[1]}), round {rnd + 1}/{args.attack_repeats}")
+            bar.update()
+            if job in failed:
+                continue
+            res = run_job(*job, first=rnd == 0)
+            if res is None:
+                failed.add(job)
+                continue
+            times[job].append(res.time_s)
+            recorded.setdefault(job, res)
     bar.close()
+    results = [recorded[job] for job in jobs if job in recorded]
+    fast_results = [r for r in results if r.impl.startswith("advdf+")]
+    for job, res in recorded.items():
+        res.time_s = statistics.median(times[job])
+        res.timed_runs = len(times[job])
+        spec = specs[job[0]]
+        if spec.passes is not None and res.impl in ("advdf", *REFERENCE_IMPLS):
+            res.overhead = res.time_s / (spec.passes * eager)
+            res.passes = spec.passes
 
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
@@ -888,6 +920,8 @@ def bench(args: argparse.Namespace) -> Report:
         f"budget preset {budget_name!r}: {budget.describe()}",
         f"every random attack is seeded with {args.seed} right before it runs (advdf and the references alike; "
         f"ART and foolbox: torch's and numpy's generators)",
+        f"attack times: the median of {args.attack_repeats} round(s) (--attack-repeats), each running every "
+        f"implementation of an attack in turn, in alternating order",
         f"bench wall time: {time.perf_counter() - started:.0f} s",
     ]
     report = Report(header, runtimes, forward_s, results, fast_results, skipped_fast, notes, missing=missing)

@@ -77,15 +77,19 @@ def test_gradient_call_counts(name, kwargs, calls, tiny_model, images):
     assert (out.grad_calls == calls).all()  # per sample, whichever chunk it was in
 
 
-def test_sim_uses_one_batched_pass_per_step(tiny_model, images):
+@pytest.mark.parametrize(("per_pass", "passes"), [(4, [4 * 6]), (1, [6] * 4), (3, [3 * 6, 6]), (None, [6] * 4)])
+def test_sim_groups_its_copies_per_pass_without_changing_the_attack(per_pass, passes, tiny_model, images):
     x, y = images
     sizes: list[int] = []
     hook = tiny_model.register_forward_hook(lambda _m, inp, _o: sizes.append(inp[0].shape[0]))
     try:
-        create_attack("sim", tiny_model, eps=EPS, steps=3, m=4)(x, y)
+        out = create_attack("sim", tiny_model, eps=EPS, steps=3, m=4, scales_per_pass=per_pass).run(x, y)
     finally:
         hook.remove()
-    assert sizes == [4 * 6] * 3 + [6]  # three m*N passes, then the final logits
+    assert sizes == passes * 3 + [6]  # the copies of each step in passes of per_pass * N (None on a CPU: one), then
+    # the final logits
+    batched = create_attack("sim", tiny_model, eps=EPS, steps=3, m=4, scales_per_pass=4).run(x, y)
+    assert (out.x_adv - batched.x_adv).abs().max() <= 1e-6 and (out.grad_calls == 12).all()
 
 
 def test_default_alpha_is_eps_over_steps(tiny_model):
@@ -94,7 +98,7 @@ def test_default_alpha_is_eps_over_steps(tiny_model):
 
 @pytest.mark.parametrize(("name", "bad"), [
     ("mifgsm", {"decay": -1.0}), ("mifgsm", {"steps": 0}), ("tifgsm", {"kernel": "box"}),
-    ("tifgsm", {"kernel_size": 4}), ("sim", {"m": 0}),
+    ("tifgsm", {"kernel_size": 4}), ("sim", {"m": 0}), ("sim", {"scales_per_pass": 0}),
 ])
 def test_bad_arguments_are_config_errors(name, bad, tiny_model):
     with pytest.raises(ConfigError):

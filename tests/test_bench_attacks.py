@@ -42,7 +42,7 @@ def _number(cell: str) -> float:
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "attacks.md"
-    bench_attacks.main([*TINY, "--attacks", "fgsm,pgd", "--out", str(out)])
+    bench_attacks.main([*TINY, "--attacks", "fgsm,pgd", "--attack-repeats", "2", "--out", str(out)])
     return out.read_text(), json.loads(out.with_suffix(".json").read_text())
 
 
@@ -72,6 +72,8 @@ def test_tiny_run_writes_the_table_with_finite_numbers(tiny_report):
     assert len(targets) == 4 and all(t[2] in ("met", "not met", "not measured") for t in targets)
     # the JSON beside the markdown holds the same runs
     assert {(r["attack"], r["impl"]) for r in raw["results"]} >= {("fgsm", "advdf"), ("pgd", "advdf")}
+    assert all(r["timed_runs"] == 2 for r in raw["results"])  # --attack-repeats 2: the median of two rounds
+    assert "the median of 2 round(s)" in md
 
 
 def test_pgd_fast_variants_are_reported_against_fp32(tiny_report):
