@@ -712,6 +712,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "options to it are skipped (default 30)")
     p.add_argument("--max-run-s", type=float, default=300.0,
                    help="skip a fast PGD variant whose estimated time exceeds this (default 300)")
+    p.add_argument("--skip-references", default="",
+                   help="comma-separated references left out, of " + ", ".join(r.label for r in references.REFERENCES)
+                        + " (default: none; torchattacks always runs)")
     p.add_argument("--out", default="artifacts/bench/attacks.md", help="markdown report (JSON beside it)")
     return p.parse_args(argv)
 
@@ -733,6 +736,11 @@ def _validate(args: argparse.Namespace, specs: dict[str, Spec]) -> list[str]:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
     if args.attack_repeats < 1:
         raise ConfigError(f"--attack-repeats must be at least 1, got {args.attack_repeats}")
+    known = {r.label.lower() for r in references.REFERENCES}
+    args.skip_references = {r.strip().lower() for r in args.skip_references.split(",") if r.strip()}
+    if args.skip_references - known:
+        raise ConfigError(f"--skip-references: unknown {', '.join(sorted(args.skip_references - known))}; choose from "
+                          + ", ".join(r.label for r in references.REFERENCES))
     if args.input_size is not None and args.input_size < 8:
         raise ConfigError(f"--input-size must be at least 8, got {args.input_size}")
     if args.threads is not None and args.threads < 1:
@@ -772,6 +780,8 @@ def bench(args: argparse.Namespace) -> Report:
     else:
         ta_version = torchattacks.__version__
     refs = references.load_references()
+    skipped_refs = [ref.label for ref in refs if ref.label.lower() in args.skip_references]
+    refs = [ref for ref in refs if ref.label not in skipped_refs]
 
     model, x, y, label_note = build_setup(args, device)
     notes: list[str] = []
@@ -840,6 +850,7 @@ def bench(args: argparse.Namespace) -> Report:
     elif "nes" in runnable:
         notes.append("nes: torchattacks has no NES: advdf only")
     notes += [ref.note() for ref in refs if not ref.installed]
+    notes += [f"{label}: skipped (--skip-references)" for label in skipped_refs]
     missing = [(n, ref.label, "not installed" if not ref.installed else f"{ref.label} has no {n}")
                for n in runnable for ref in refs if not ref.installed or n not in ref.ref.attacks]
 

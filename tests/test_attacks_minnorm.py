@@ -289,20 +289,27 @@ def test_minnorm_sample_alone_equals_sample_in_batch(cls, uncapped):
 
 # --- DeepFool -----------------------------------------------------------------------------------------------
 
-def test_deepfool_two_logits_one_forward_and_backward_per_iteration(tiny_model, images):
+def test_deepfool_two_logits_one_backward_per_iteration_and_none_for_fooled_samples(tiny_model, images):
     x, _ = images
     y = predicted(tiny_model, x)
     forwards, backwards = [], []
-    tiny_model.register_forward_pre_hook(lambda m, inp: forwards.append(len(inp[0])))
+    tiny_model.register_forward_pre_hook(lambda m, inp: forwards.append((len(inp[0]), torch.is_grad_enabled())))
     tiny_model.register_full_backward_hook(lambda m, gin, gout: backwards.append(1))
     out = DeepFool(tiny_model).run(x, y)
     assert out.success.all() and out.grad_calls.shape == (len(x),)
     iterations = int(out.grad_calls.max())
     assert len(backwards) == iterations  # one backward per iteration for the whole batch
-    assert len(forwards) == iterations + 1  # ... after one forward; the last forward finds the rest fooled
-    # forward t carries exactly the samples still unfooled: those that took at least t steps
-    assert forwards == [int((out.grad_calls >= t).sum()) for t in range(iterations + 1)]
-    assert forwards[-1] < forwards[0]  # the batch shrinks as samples are fooled
+    # the samples checked at iteration t: those that took at least t steps
+    alive = [int((out.grad_calls >= t).sum()) for t in range(iterations + 2)]
+    expected = []
+    for t in range(iterations + 1):
+        # after the first step, and after any step that fooled half of its samples, the check runs without
+        # autograd and only the unfooled samples are forwarded again for their gradient
+        split = t == 1 or (t >= 2 and alive[t] <= alive[t - 1] / 2)
+        expected += [(alive[t], False)] + ([(alive[t + 1], True)] if alive[t + 1] else []) if split else \
+            [(alive[t], True)]
+    assert forwards == expected
+    assert alive[iterations] < alive[0]  # the batch shrinks as samples are fooled
     assert torch.allclose(out.clean_logits, tiny_model(x), atol=1e-5)
     assert torch.allclose(out.logits, tiny_model(out.x_adv), atol=1e-5)
 

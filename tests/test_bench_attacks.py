@@ -150,6 +150,23 @@ def test_unknown_attack_name_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "x.md").exists()
 
 
+def test_unknown_reference_to_skip_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_attacks.main([*TINY, "--skip-references", "ART,cleverhans", "--out", str(tmp_path / "x.md")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and "--skip-references: unknown cleverhans" in err[0]
+
+
+def test_skipped_references_run_nothing_and_say_so(tmp_path):
+    out = tmp_path / "b.md"
+    report = bench_attacks.main([*TINY, "--attacks", "fgsm", "--skip-references", "art,foolbox", "--no-compile",
+                                 "--out", str(out)])
+    assert {r.impl for r in report.results} <= {"advdf", "torchattacks", "advdf+channels_last", "advdf+bf16"}
+    md = out.read_text()
+    assert "ART: skipped (--skip-references)" in md and "foolbox: skipped (--skip-references)" in md
+
+
 def test_face_images_are_in_range_and_distinct():
     x = face_images(5, 48, seed=3)
     assert x.shape == (5, 3, 48, 48) and x.dtype == torch.float32
