@@ -11,7 +11,7 @@ SEEDS_ARG := $(if $(strip $(DATA_SEEDS)),--data-seeds $(DATA_SEEDS))
 
 .PHONY: install test test-fast lint reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 reproduce-kra \
 	reproduce-ffm reproduce-cdmaa \
-	bench-attacks clean help
+	bench-attacks bench-faces clean help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,10 +19,10 @@ help:  ## list targets
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
-	# torchattacks (the attack benchmark's reference) pins requests~=2.25, which the other pins exclude:
-	# installed without its dependencies, which advdf's own already provide.
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt torchattacks
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench,faces]"
+	# torchattacks (the attack benchmark's reference) pins requests~=2.25 and facenet-pytorch (MTCNN faces)
+	# torch<2.3, which the other pins exclude: installed without their dependencies, which advdf's own provide.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt torchattacks facenet-pytorch
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install advdf[dev] with the pinned constraints (idempotent)
@@ -61,6 +61,9 @@ reproduce-cdmaa: $(STAMP)  ## seed 003 Tables 1-4 (CDMAA vs StarGAN/AttGAN/STGAN
 
 bench-attacks: $(STAMP)  ## time each attack against torchattacks, ART and foolbox (the bench extra) on one model and batch (CPU or GPU)
 	$(PY) -m benchmarks.bench_attacks $(ARGS)
+
+bench-faces: $(STAMP)  ## face detectors (haar, dlib, mtcnn) on the synthetic FF++ tree: frames without a face, time per frame
+	$(PY) -m benchmarks.bench_faces $(ARGS)
 
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf outputs multirun artifacts wandb .pytest_cache

@@ -154,8 +154,8 @@ def test_square_crop_pads_at_the_border():
     frame = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
     crop = square_crop(frame, (80, 80, 20, 20), scale=1.3, size=16)
     assert crop.shape == (16, 16, 3)
-    with pytest.raises(DataError, match="unknown face detector"):
-        create_face_detector("dlib")
+    with pytest.raises(DataError, match="unknown face detector 'retinaface'; available: dlib, haar, mtcnn"):
+        create_face_detector("retinaface")
 
 
 def test_frame_dataset_and_balanced_subset(prepared):
