@@ -19,7 +19,7 @@ Args:
     nesterov: Nesterov look-ahead, SI-NI-FGSM (default False).
     scales_per_pass: copies per forward+backward; ``None`` (default) picks by device: all ``m`` in one pass on a
         GPU, which larger batches keep busy, one per pass elsewhere (on a CPU the ``m``-times larger batch ran
-        slower per image than ``m`` passes; ``make bench-attacks`` measures both).
+        slower per image than ``m`` passes).
     **kwargs: ``targeted``, ``target``, ``loss`` (or an ``objective``), ``batch_size``, runtime options.
 """
 
@@ -37,6 +37,7 @@ from advdf.errors import ConfigError
 @register_attack
 class SIM(MIFGSM):
     cache_version = 2  # 2: the copies are summed pass by pass (on a CPU one copy per pass): other rounding
+
     def __init__(self, model: nn.Module, eps: float | str = 16 / 255, alpha: float | str | None = None,
                  steps: int = 10, decay: float = 1.0, m: int = 5, nesterov: bool = False,
                  scales_per_pass: int | None = None, **kwargs) -> None:

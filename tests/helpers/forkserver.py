@@ -8,7 +8,7 @@ imported here are already imported, which spares each run the seconds those impo
 ``ADVDF_TESTS_FRESH_PYTHON=1`` to run every script in a fresh interpreter instead.
 
 Protocol: one JSON object per line on stdin, ``{"script", "argv", "env", "cwd", "stdout", "stderr", "timeout"}``;
-one line back per request, ``{"returncode": int}`` (``-9`` after a timeout).
+one line back per request, ``{"returncode": int, "timed_out": bool}`` (a run past its timeout is killed).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def _child(req: dict) -> int:
     return code
 
 
-def _run(req: dict) -> int:
+def _run(req: dict) -> tuple[int, bool]:
+    """(exit status, whether the run was killed at its timeout)."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -74,14 +75,14 @@ def _run(req: dict) -> int:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
+            return os.waitstatus_to_exitcode(status), False
         if time.monotonic() > deadline:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
-            return -9
+            return -9, True
         time.sleep(0.02)
 
 
@@ -95,7 +96,8 @@ def main() -> None:
     for line in sys.stdin:
         if not line.strip():
             continue
-        print(json.dumps({"returncode": _run(json.loads(line))}), file=out, flush=True)
+        code, timed_out = _run(json.loads(line))
+        print(json.dumps({"returncode": code, "timed_out": timed_out}), file=out, flush=True)
 
 
 if __name__ == "__main__":

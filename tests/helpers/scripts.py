@@ -45,7 +45,6 @@ class _ForkServer:
         ready = proc.stdout.readline()
         if not ready or not json.loads(ready).get("ready"):
             raise RuntimeError(f"the tests' fork server did not start (exit status {proc.poll()})")
-        atexit.register(self.close)
         return proc
 
     def run(self, argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -60,9 +59,10 @@ class _ForkServer:
             reply = self.proc.stdout.readline()
             if not reply:
                 raise RuntimeError(f"the tests' fork server died (exit status {self.proc.poll()})")
-            code = json.loads(reply)["returncode"]
+            answer = json.loads(reply)
+            code = answer["returncode"]
             stdout, stderr = (p.read_text(errors="replace") if p.exists() else "" for p in (out, err))
-        if code == -9:
+        if answer["timed_out"]:
             raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
         return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
@@ -73,6 +73,7 @@ class _ForkServer:
 
 
 _SERVER = _ForkServer()
+atexit.register(_SERVER.close)
 
 
 def run_script(script: str, overrides: list[str], artifacts: Path, timeout: float = 300,
