@@ -367,7 +367,10 @@ def attack_specs(b: Budget, eps: float, seed: int) -> dict[str, Spec]:
              f"{b.cw_steps}, c=1",
              differences="no binary search over c in either (torchattacks has none); both abort early, torchattacks "
                          "for the whole batch once the summed loss rises at a check (every steps/10), advdf per "
-                         "sample once its objective stalls (relative 1e-4 per steps/10)"),
+                         "sample once its objective stalls (relative 1e-4 per steps/10). torchattacks' margin takes "
+                         "its max over the logits with the other class's entry zeroed, not removed, so with negative "
+                         "logits it optimizes max(Z_y, 0) - max(Z_other, 0), not C&W's Z_y - Z_other: another "
+                         "objective, not the same points"),
         Spec("deepfool", {"eps": None, "steps": b.deepfool_steps, "overshoot": 0.02}, "DeepFool",
              {"steps": b.deepfool_steps, "overshoot": 0.02}, f"<= {b.deepfool_steps}",
              differences="torchattacks attacks one sample at a time (a forward and one backward per class each), "
