@@ -122,7 +122,7 @@ def reproduce_table1(scale: str, overrides: list[str], results_suffix: str = "")
     ours_vs_paper_bars(t1, "detector", "variant", out_dir / "table1.png",
                        f"Seed 000 Table 1: clean accuracy, ours ({plan.data.name}, {scale}) and the paper's")
     tables = {"table1": (t1, ["detector", "variant"]), "seed001_table1": (p1, ["detector"])}
-    log_wandb_tables("table1", scale, out_dir, tables)
+    log_wandb_tables("table1", scale, out_dir, tables, plan=plan)
     n_test = plan.data.test_per_class
     say(f"reproduce-table1 ({scale}): {report['wall_s']:.0f} s")
     for key, r in runs.items():

@@ -317,7 +317,7 @@ def reproduce_table2(scale: str, overrides: list[str], results_suffix: str = "")
     log_wandb_tables("table2", scale, out_dir, {
         "table2": (cells, ["detector", "attack", "defense"]),
         **({"table2_adaptive": (adaptive, ["detector", "attack", "defense", "non_adaptive", "adaptive"])}
-           if adaptive else {})})
+           if adaptive else {})}, plan=plan)
     _summary(say, report, table2_markdown(cells, only_computed_rows=True, marks=marks), adaptive_md, out_dir,
              found, marks)
     return Reproduced(out_dir, str(say), findings=tuple(found), tables=tables)

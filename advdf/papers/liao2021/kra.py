@@ -172,7 +172,7 @@ def reproduce_kra(scale: str, overrides: list[str], results_suffix: str = "") ->
     atomic_write_text(out_dir / "table2.csv", long_csv(table2, ["source", "target"]))
     atomic_write_json(out_dir / "report.json", report)
     tables = {"kra_table1": (table1, ["attack", "dataset", "network"]), "kra_table2": (table2, ["source", "target"])}
-    log_wandb_tables("kra", scale, out_dir, tables)
+    log_wandb_tables("kra", scale, out_dir, tables, plan=plan)
     n = next(iter(next(iter(report["detectors"].values()))["attacks"].values()), {}).get("n", 0)
     say(_headline_kra(report))
     say(f"\nSeed 004, Table 1 — white-box KRA; ours: {plan.data.name}, {n} test frames, in the rows of "

@@ -195,7 +195,7 @@ def reproduce_xai(table: str, scale: str, overrides: list[str], results_suffix: 
               "seed001_table2": (table2, ["attack", "detector"])}
     log_wandb_tables(table, scale, out_dir, {**tables,
                                              f"seed001_{table}_detail": (rows, list(rows[0]) if rows else [])},
-                     images)
+                     images, plan=plan)
     _report(say, report, md, md2, plan, number, out_dir, found)
     return Reproduced(out_dir, str(say), findings=tuple(found), tables=tables)
 

@@ -253,7 +253,7 @@ def reproduce_cdmaa(scale: str, overrides: list[str], results_suffix: str = "") 
               "results": results, "findings": [f.as_dict() for f in found], "figures": figures}
     atomic_write_json(out_dir / "report.json", report)
     log_wandb_tables("cdmaa", scale, out_dir, {"cdmaa_cells": (long_cells, keys)},
-                     images={k: Path(v) for k, v in figures.items()})
+                     images={k: Path(v) for k, v in figures.items()}, plan=plan)
 
     say(f"reproduce-cdmaa ({scale}): {wall:.0f} s (training {t_train:.0f} s), {len(x)} test photos, "
         f"{len(pairs)} (generator, domain) pairs")

@@ -293,7 +293,7 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
     atomic_write_json(out_dir / "report.json", report)
     tables = {"ffm_cells": (long_cells, ["table", "dataset", "iterations", "images", "perturbation", "model"]),
               "ffm_summary": (summary, ["quantity", "label"])}
-    log_wandb_tables("ffm", scale, out_dir, tables, images={k: Path(v) for k, v in examples.items()})
+    log_wandb_tables("ffm", scale, out_dir, tables, images={k: Path(v) for k, v in examples.items()}, plan=plan)
 
     say(f"reproduce-ffm ({scale}): {wall:.0f} s (training {t_train:.0f} s)")
     for k, t in report["runs"].items():
