@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 
 from advdf.data import faces
-from advdf.data.faces import FACE_DETECTORS, create_face_detector, largest_face
+from advdf.data.faces import FACE_DETECTORS, clipped, create_face_detector, largest_face
 from advdf.data.source import data_identity
 from advdf.errors import DataError
 
@@ -56,3 +56,8 @@ def test_a_missing_package_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(faces.importlib, "import_module", no_dlib)
     with pytest.raises(DataError, match=r"face detector 'dlib' needs the dlib-bin package .*\.\[faces\]"):
         create_face_detector("dlib")
+
+
+def test_boxes_past_the_border_are_clipped_to_the_frame():
+    assert clipped([(-5, 10, 20, 30), (90, 90, 130, 120), (100, 5, 140, 9), (3, 4, 3, 9)], 100, 100) == [
+        (0, 10, 20, 20), (90, 90, 10, 10)]

@@ -58,6 +58,17 @@ class HaarFaceDetector(FaceDetector):
         return [tuple(int(v) for v in b) for b in boxes]
 
 
+def clipped(corners: list[tuple[int, int, int, int]], width: int, height: int) -> list[Box]:
+    """Boxes given as corners (x0, y0, x1, y1), clipped to the frame, as (x, y, w, h); empty ones dropped (dlib
+    and MTCNN box faces that reach past the border)."""
+    out = []
+    for x0, y0, x1, y1 in corners:
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+        if x1 > x0 and y1 > y0:
+            out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
+
+
 def _optional(module: str, package: str, name: str) -> ModuleType:
     try:
         return importlib.import_module(module)
@@ -83,7 +94,9 @@ class DlibFaceDetector(FaceDetector):
 
     def detect(self, frame_rgb: np.ndarray) -> list[Box]:
         gray = np.ascontiguousarray(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY))
-        return [(r.left(), r.top(), r.width(), r.height()) for r in self.detector(gray, self.upsample)]
+        h, w = gray.shape
+        return clipped([(r.left(), r.top(), r.right() + 1, r.bottom() + 1)
+                        for r in self.detector(gray, self.upsample)], w, h)
 
 
 class MTCNNFaceDetector(FaceDetector):
@@ -112,13 +125,9 @@ class MTCNNFaceDetector(FaceDetector):
         if boxes is None:
             return []
         h, w = frame_rgb.shape[:2]
-        out = []
-        for (x0, y0, x1, y1), prob in zip(boxes, probs, strict=True):
-            x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
-            x1, y1 = min(w, int(round(x1))), min(h, int(round(y1)))
-            if prob >= self.min_prob and x1 > x0 and y1 > y0:
-                out.append((x0, y0, x1 - x0, y1 - y0))
-        return out
+        kept = [tuple(int(round(float(v))) for v in box) for box, prob in zip(boxes, probs, strict=True)
+                if prob >= self.min_prob]
+        return clipped(kept, w, h)
 
 
 FACE_DETECTORS: dict[str, type[FaceDetector]] = {"haar": HaarFaceDetector, "dlib": DlibFaceDetector,
