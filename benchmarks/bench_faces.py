@@ -4,8 +4,8 @@ Usage: python -m benchmarks.bench_faces [--root TREE] [--detectors haar,dlib,mtc
        [--frames-fake 2] [--out artifacts/bench/faces.md]
 
 Every detector sees the frames preparation would crop (``--frames-real`` per original video, ``--frames-fake`` per
-manipulated one, spread evenly, as ``advdf.data.prepare`` samples them). Without ``--root`` the synthetic tree of
-``conf/data/ffpp.yaml``'s defaults is generated (or reused) under ``artifacts/data/ffpp_synthetic``. Per detector the
+manipulated one, spread evenly, as ``advdf.data.prepare`` samples them). Without ``--root`` the synthetic tree that
+``conf/data/ffpp.yaml`` names (its ``root`` and ``synthetic`` settings) is generated, or reused when it exists. Per detector the
 report gives the videos with no face in any sampled frame, the frames with no face, the mean time per frame, and the
 mean IoU of its largest box with dlib's (FaceForensics++'s own extraction) on the frames where both found one.
 """
@@ -20,19 +20,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from advdf.data.faces import FACE_DETECTORS, Box, create_face_detector, largest_face
+from advdf.data.faces import FACE_DETECTORS, Box, box_iou, create_face_detector, largest_face
 from advdf.data.prepare import sample_frames
 from advdf.data.synthetic import generate_synthetic_ffpp
 from advdf.errors import AdvdfError, ConfigError
+from advdf.jobs.plan import compose_config
 
 REFERENCE = "dlib"  # FaceForensics++'s extraction code uses dlib's frontal face detector
-
-
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0, min(ax1, bx1) - max(a[0], b[0])), max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def videos_of(root: Path, compression: str) -> list[tuple[str, Path, bool]]:
@@ -68,8 +62,8 @@ def bench(args: argparse.Namespace) -> dict:
     if args.frames_real < 1 or args.frames_fake < 1:
         raise ConfigError("--frames-real and --frames-fake must be at least 1")
     if args.root is None:
-        root = generate_synthetic_ffpp(Path("artifacts/data/ffpp_synthetic"), num_videos=80, num_frames=12,
-                                       size=128, seed=0, compression=args.compression)
+        data = compose_config("train", []).data  # the default data config's tree, as train.py would make it
+        root = generate_synthetic_ffpp(Path(data.root), **data.synthetic, compression=args.compression)
     else:
         root = Path(args.root)
         if not root.is_dir():
@@ -96,7 +90,7 @@ def bench(args: argparse.Namespace) -> dict:
             for n in names:
                 pairs = [(a, b) for a, b in zip(boxes[n], boxes[REFERENCE], strict=True)
                          if a is not None and b is not None]
-                stats[n]["iou_sum"] += sum(iou(a, b) for a, b in pairs)
+                stats[n]["iou_sum"] += sum(box_iou(a, b) for a, b in pairs)
                 stats[n]["iou_n"] += len(pairs)
     return {"root": str(root), "frames_real": args.frames_real, "frames_fake": args.frames_fake,
             "videos": len(videos), "detectors": {n: {**detectors[n].describe(), **s} for n, s in stats.items()}}

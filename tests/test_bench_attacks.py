@@ -141,21 +141,17 @@ def test_unregistered_attack_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert "nes: skipped, not registered" in out.read_text()
 
 
-def test_unknown_attack_name_is_one_clear_error(tmp_path, capsys):
+@pytest.mark.parametrize(("args", "message"), [
+    (["--attacks", "pgd,nosuch"], "--attacks: unknown nosuch"),
+    (["--skip-references", "ART,cleverhans"], "--skip-references: unknown cleverhans"),
+])
+def test_an_unknown_name_is_one_clear_error(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        bench_attacks.main([*TINY, "--attacks", "pgd,nosuch", "--out", str(tmp_path / "x.md")])
+        bench_attacks.main([*TINY, *args, "--out", str(tmp_path / "x.md")])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [err[0]] and "--attacks: unknown nosuch" in err[0]
+    assert err == [err[0]] and message in err[0]
     assert not (tmp_path / "x.md").exists()
-
-
-def test_unknown_reference_to_skip_is_one_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        bench_attacks.main([*TINY, "--skip-references", "ART,cleverhans", "--out", str(tmp_path / "x.md")])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [err[0]] and "--skip-references: unknown cleverhans" in err[0]
 
 
 def test_skipped_references_run_nothing_and_say_so(tmp_path):

@@ -10,17 +10,11 @@ import pytest
 import skimage.data
 
 from advdf.data import faces
-from advdf.data.faces import FACE_DETECTORS, clipped, create_face_detector, largest_face
+from advdf.data.faces import FACE_DETECTORS, box_iou, clipped, create_face_detector, largest_face
 from advdf.data.source import data_identity
 from advdf.errors import DataError
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h of the face in skimage's astronaut (the synthetic faces' source)
-
-
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0, min(ax1, bx1) - max(a[0], b[0])), max(0, min(ay1, by1) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
 
 
 @pytest.mark.parametrize("name", sorted(FACE_DETECTORS))
@@ -30,8 +24,8 @@ def test_each_detector_finds_the_face_where_it_is_and_none_on_a_blank_frame(name
     boxes = detector.detect(image)
     assert all(isinstance(v, int) for b in boxes for v in b)
     # the face is found (the largest box among those that overlap it; dlib also boxes the patch on the suit)
-    best = max(boxes, key=lambda b: _iou(b, ASTRONAUT_FACE))
-    assert _iou(best, ASTRONAUT_FACE) > 0.4, boxes
+    best = max(boxes, key=lambda b: box_iou(b, ASTRONAUT_FACE))
+    assert box_iou(best, ASTRONAUT_FACE) > 0.4, boxes
     h, w = image.shape[:2]
     assert all(0 <= x and 0 <= y and x + bw <= w and y + bh <= h and bw > 0 and bh > 0 for x, y, bw, bh in boxes)
     assert detector.detect(np.full((128, 128, 3), 128, np.uint8)) == []

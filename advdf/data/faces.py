@@ -140,6 +140,14 @@ def create_face_detector(name: str = "haar", **kwargs) -> FaceDetector:
     return FACE_DETECTORS[name](**kwargs)
 
 
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
 def largest_face(boxes: list[Box]) -> Box | None:
     return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
 
