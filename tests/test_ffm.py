@@ -195,6 +195,31 @@ def test_iap_seg_descends_its_objective_toward_the_triangles(trained_ffm):
         attack.run(xf, yf)
 
 
+def test_overfire_loss_keeps_its_gradient_past_the_cap_and_at_a_silent_zone():
+    # row 0: zone 0 silent (a_0 = 0) while zone 1 fires -- the flat capped loss had a zero gradient there
+    energies = torch.tensor([[0.0, 0.9], [0.5, 0.4]], requires_grad=True)
+    loss = overfire_loss(energies, torch.tensor([0, 0]), 2.0)
+    assert torch.isfinite(loss).all()
+    (grad,) = torch.autograd.grad(loss.sum(), energies)
+    assert torch.isfinite(grad).all() and grad[0, 1] > 0  # descending lowers the firing wrong zone
+    # below the cap it is Eq. 3 itself, and the tangent past it joins continuously
+    assert torch.allclose(loss[1], torch.exp(torch.tensor(2.0 * 0.4 / 0.5)) - 0.5)
+    at_cap = torch.tensor([[1.0, 25.0]])  # exponent exactly 50
+    just_past = torch.tensor([[1.0, 25.0 + 1e-3]])
+    z = torch.tensor([0])
+    assert torch.allclose(overfire_loss(just_past, z, 2.0), overfire_loss(at_cap, z, 2.0), rtol=1e-2)
+
+
+def test_overfire_sign_steps_are_alpha_on_the_pixel_scale(tiny_ffm):
+    eps = 32
+    one = OverFire(tiny_ffm, eps=eps, steps=1, alpha=1.0, sign=True, pixel_scale=255)
+    xi = one.universal((3, 32, 32))
+    start = (torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1) * (eps / 255)
+    moved = (xi - start).abs()
+    inside = (start.abs() < eps / 255 - 1 / 255)  # pixels the step cannot push past the budget
+    assert torch.allclose(moved[inside], torch.full_like(moved[inside], 1 / 255), atol=1e-6)
+
+
 def test_overfire_crafts_data_free_universal_perturbations(tiny_ffm, images):
     model, (x, y) = tiny_ffm, images
     attack = OverFire(model, eps=32, steps=60, alpha=1.0, sign=True, pixel_scale=255)

@@ -60,15 +60,23 @@ def zone_model(model: nn.Module, what: str) -> ZoneAutoencoder:
     return model
 
 
-MAX_EXPONENT = 50.0  # exp(50) ~ 5e21: a silent zone (a_c = 0) gives a large finite loss, not inf and NaN gradients
+MAX_EXPONENT = 50.0  # exp(50) ~ 5e21: beyond it the exponential continues along its tangent (see overfire_loss)
+MIN_ENERGY = 1e-6  # floor of a_c in the ratio: a silent zone (every activation 0 after the ReLU) divides by it
 
 
 def overfire_loss(energies: torch.Tensor, zone: torch.Tensor, kappa: float) -> torch.Tensor:
-    """Seed 002's Eq. 3 per sample: exp(kappa a_{1-c} / a_c) - a_c, for each row's zone ``c`` (N,); the exponent
-    is capped at :data:`MAX_EXPONENT`."""
+    """Seed 002's Eq. 3 per sample: exp(kappa a_{1-c} / a_c) - a_c, for each row's zone ``c`` (N,).
+
+    Past :data:`MAX_EXPONENT` the exponential continues along its tangent line, so the loss stays finite *and* keeps
+    the gradient that pushes a_{1-c} down. Capping the exponent instead (a flat loss) gives a zero gradient exactly
+    where it is needed: when zone c is silent at Xi_0 (a_c = 0 after the encoder's ReLU), its perturbation would
+    never move.
+    """
     rows = torch.arange(len(energies), device=energies.device)
     a_c, a_other = energies[rows, zone], energies[rows, 1 - zone]
-    return torch.exp((kappa * a_other / a_c.clamp_min(1e-12)).clamp_max(MAX_EXPONENT)) - a_c
+    exponent = kappa * a_other / a_c.clamp_min(MIN_ENERGY)
+    capped = exponent.clamp_max(MAX_EXPONENT)
+    return torch.exp(capped) * (1 + exponent - capped) - a_c
 
 
 class _Universal(Attack):
@@ -109,6 +117,7 @@ class _Universal(Attack):
 class OverFire(_Universal):
     needs_zones = True
     deterministic = True  # Xi_0 comes from the attack's own seed
+    cache_version = 2  # 2: sign steps of alpha on the pixel scale (were alpha on [0, 1]); the loss's tangent past the cap
 
     def __init__(self, model: nn.Module, eps: float | str = 10.0, alpha: float = 1.0, steps: int = 280,
                  kappa: float = 2.0, carrier: str = "mean", sign: bool = False, seed: int = 0,
@@ -135,7 +144,9 @@ class OverFire(_Universal):
         gen = torch.Generator().manual_seed(self.seed)
         xi = (torch.rand((2, *shape), generator=gen) * 2 - 1).mul_(self.eps).to(device)  # one start per zone
         zones = torch.arange(2, device=device)
-        rate = self.alpha if self.sign else self.alpha / self.pixel_scale**2
+        # a step of alpha on the pixel_scale scale: alpha / pixel_scale on [0, 1] images along the sign; along the
+        # raw gradient (whose [0, 1] value is pixel_scale times the pixel_scale one) alpha / pixel_scale**2
+        rate = self.alpha / self.pixel_scale if self.sign else self.alpha / self.pixel_scale**2
         for _ in range(self.steps):  # both zones in one batch: row c is zone c's perturbation
             xi.requires_grad_(True)
             energies = net.energies(net.encode(self.encoder_input(xi, net)))

@@ -25,6 +25,7 @@ from advdf.attacks.objectives import Context
 from advdf.data.dataset import FrameDataset, balanced_subset
 from advdf.errors import ConfigError
 from advdf.forensics import random_triangle_masks
+from advdf.jobs.attack import attack_version
 from advdf.jobs.plan import Trained, compose_config, ensure_trained, require_attack_configs
 from advdf.metrics import iou
 from advdf.models.checkpoint import file_digest
@@ -94,9 +95,11 @@ def _load(overrides: list[str], trained: Trained) -> torch.nn.Module:
 
 
 def _attack(spec: DictConfig, name: str):
-    """The attack factory ``conf/attack/<name>.yaml`` with the plan's overrides (``factory(model=..., **kw)``)."""
+    """The attack factory ``conf/attack/<name>.yaml`` with the plan's overrides (``factory(model=..., **kw)``), and
+    its settings with the class's ``cache_version`` (a cell key: cells an older version measured are not reused)."""
     cfg = compose_config("attack", [f"attack={name}", *(f"attack.{o}" for o in spec.attacks[name])])
-    return instantiate(cfg.attack), OmegaConf.to_container(cfg.attack, resolve=True)
+    settings = OmegaConf.to_container(cfg.attack, resolve=True)
+    return instantiate(cfg.attack), {**settings, "cache_version": attack_version(cfg.attack._target_)}
 
 
 def _frames(cfg: DictConfig, per_class: int | None) -> FrameDataset:
