@@ -3,17 +3,20 @@ plan lists, and checking a plan before work starts."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from advdf.errors import ConfigError
+from advdf.errors import AdvdfError, ConfigError
+from advdf.jobs import stages
 from advdf.jobs.common import check_training_options
 from advdf.jobs.runs import WEIGHTS, path_override, run_of
+from advdf.jobs.stages import PendingRun
 from advdf.jobs.train import evaluation_of, retest_detector, train_job
 from advdf.utils.entry import CONF_DIR, register_resolvers
 
@@ -49,13 +52,25 @@ class Trained:
         return path_override(key, self.weights)
 
 
-def ensure_run(cfg: DictConfig) -> Trained:
+def ensure_run(cfg: DictConfig) -> Trained | PendingRun:
     """Train the run ``cfg`` describes (detector, denoiser, ...) unless its directory holds a finished run with the
-    same recorded settings; a directory recording other settings raises ConfigError."""
+    same recorded settings; a directory recording other settings raises ConfigError.
+
+    In a staged pass (:mod:`advdf.jobs.stages`) an unfinished run is recorded for its wave instead of trained."""
     t0 = time.perf_counter()
     check_training_options(cfg)
-    run = run_of(cfg)
+    collector = stages.active()
+    if collector is not None and (wave := collector.wave_after(cfg)) > 0:  # it starts from a pending run
+        return collector.record(cfg, cfg.get("trains", "detector"), None, wave)
+    try:
+        run = run_of(cfg)
+    except AdvdfError:
+        if collector is None or not collector.dry:
+            raise
+        return collector.record(cfg, cfg.get("trains", "detector"), None, 0)  # a dry run away from its data
     summary = run.finished()
+    if summary is None and collector is not None:
+        return collector.record(cfg, run.kind, run.directory, 0)
     if summary is None:
         metrics = train_job(cfg)
         return Trained(metrics, False, run.directory, run.kind, time.perf_counter() - t0)
@@ -113,3 +128,17 @@ def require_attack_configs(names: list[str], what: str = "reproduce attacks") ->
     missing = [a for a in names if not (CONF_DIR / "attack" / f"{a}.yaml").is_file()]
     if missing:
         raise ConfigError(f"{what} {missing} have no conf/attack file")
+
+
+def run_wave_job(wave_file: str | Path, index: int) -> dict:
+    """The body of ``stage.py``: job ``index`` of a wave file, trained (or resumed, or reused) by its run identity."""
+    path = Path(wave_file)
+    if not path.is_file():
+        raise ConfigError(f"wave={path}: no such wave file (written by python -m advdf.papers.reproduce --launcher)")
+    jobs = json.loads(path.read_text())["jobs"]
+    if not 0 <= index < len(jobs):
+        raise ConfigError(f"index={index}: {path.name} has {len(jobs)} job(s)")
+    job = jobs[index]
+    log.info("stage job %d/%d: %s %s", index + 1, len(jobs), job["kind"], job["model"])
+    trained = ensure_run(OmegaConf.create(job["config"]))
+    return {"directory": str(trained.directory), "reused": trained.reused, "metrics": trained.metrics}

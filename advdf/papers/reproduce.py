@@ -20,9 +20,13 @@ import argparse
 import logging
 import sys
 from functools import partial
+from pathlib import Path
 
 from hydra.errors import ConfigCompositionException, OverrideParseException
 
+from advdf.errors import ConfigError
+from advdf.jobs.plan import compose_config
+from advdf.jobs.stages import dry_run_report, plan_stages, run_staged
 from advdf.papers.jin2025.table1 import reproduce_table1
 from advdf.papers.jin2025.table2 import reproduce_table2
 from advdf.papers.liao2021.kra import reproduce_kra
@@ -44,12 +48,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seeds", default="", metavar="S,S,...",
                         help="run once per synthetic data seed (e.g. 0,1,2) and compare findings and cells across "
                              "them; empty: one run on the configured data")
+    parser.add_argument("--launcher", default=None, metavar="NAME",
+                        help="staged: train the plan's runs wave by wave as multiruns of stage.py through "
+                             "hydra/launcher=NAME (basic: here, one after another; slurm, slurm_cpu: job arrays), "
+                             "then collect the tables; overrides starting with hydra. go to those multiruns")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the stages, their jobs and steps and the device-hours they take (steps timed on "
+                             "this machine), and run nothing")
+    parser.add_argument("--no-timing", action="store_true", help="with --dry-run: do not time any step")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every stage (e.g. trainer=gpu)")
     args = parser.parse_intermixed_args(argv)  # overrides may follow --scale
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     set_repo_root()
+    plan_overrides = [o for o in args.overrides if not o.startswith(("hydra.", "hydra/"))]
+    launcher_overrides = [o for o in args.overrides if o not in plan_overrides]
+    plan = partial(TABLES[args.table], args.scale, plan_overrides)
     try:
-        if args.data_seeds.strip():
+        if (args.launcher or args.dry_run) and args.data_seeds.strip():
+            raise ConfigError("--data-seeds runs each seed serially; it does not combine with --launcher or --dry-run")
+        if launcher_overrides and not args.launcher:
+            raise ConfigError(f"{launcher_overrides[0]}: hydra overrides go to --launcher's multiruns; add --launcher")
+        if args.dry_run:
+            collector, err = plan_stages(plan)
+            print(dry_run_report(f"reproduce-{args.table} ({args.scale})", collector, err, not args.no_timing), end="")
+            return 0
+        if args.launcher:
+            work_dir = Path(compose_config("stage", []).paths.artifacts_dir)
+            result = run_staged(plan, work_dir / "stages" / f"{args.table}_{args.scale}", args.launcher,
+                                launcher_overrides)
+        elif args.data_seeds.strip():
             seeds = parse_data_seeds(args.data_seeds)
             result = reproduce_seeds(TABLES[args.table], args.table, args.scale, args.overrides, seeds)
         else:

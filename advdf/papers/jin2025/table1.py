@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from advdf.errors import ConfigError
 from advdf.jobs.plan import AUGMENT, compose_config, detector_overrides, ensure_variants, require_detectors
+from advdf.jobs.stages import barrier
 from advdf.papers.jin2025.layout import TABLE1_HEADERS, table1_cells, table1_markdown
 from advdf.papers.marks import (
     check_marks,
@@ -97,6 +98,7 @@ def reproduce_table1(scale: str, overrides: list[str], results_suffix: str = "")
         for variant, t in trained.items():
             report["runs"][f"{det}/{variant}"] = {"metrics": t.metrics, "reused": t.reused,
                                                   "run": str(t.directory), "wall_s": t.wall_s}
+    barrier("Table 1")
     report["wall_s"] = time.perf_counter() - t_start
 
     runs = report["runs"]

@@ -25,6 +25,7 @@ from advdf.jobs.plan import (
     require_attack_configs,
     require_detectors,
 )
+from advdf.jobs.stages import barrier
 from advdf.jobs.transfer import TransferSource, TransferTarget, transfer_matrix, write_matrix
 from advdf.models.checkpoint import file_digest
 from advdf.papers.liao2021.layout import (
@@ -113,6 +114,7 @@ def reproduce_kra(scale: str, overrides: list[str], results_suffix: str = "") ->
         clean[det] = clean_acc(trained.metrics)
         report["detectors"][det] = {"row": row(spec, det), "train": trained.metrics,
                                     "train_wall_s": time.perf_counter() - t0, "attacks": {}}
+    barrier("KRA's attacks")
     report["train_wall_s"] = time.perf_counter() - t_start
 
     t_attacks = time.perf_counter()

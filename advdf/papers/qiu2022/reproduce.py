@@ -26,6 +26,7 @@ from advdf.attacks.disruption import Translators
 from advdf.defenses import JPEG
 from advdf.errors import ConfigError
 from advdf.jobs.plan import compose_config, ensure_run, require_attack_configs
+from advdf.jobs.stages import barrier
 from advdf.models.checkpoint import file_digest
 from advdf.papers.qiu2022 import layout
 from advdf.papers.qiu2022.findings import cdmaa_findings
@@ -156,6 +157,7 @@ def reproduce_cdmaa(scale: str, overrides: list[str], results_suffix: str = "") 
     store = CellStore(out_dir / "cells")
     t_start = time.perf_counter()
     clf, trained, run_overrides = _train(spec, base)
+    barrier("seed 003's protections")
     t_train = time.perf_counter() - t_start
     gens = {}
     for g, t in trained.items():

@@ -27,6 +27,7 @@ from advdf.errors import ConfigError
 from advdf.forensics import random_triangle_masks
 from advdf.jobs.attack import attack_version
 from advdf.jobs.plan import Trained, compose_config, ensure_trained, require_attack_configs
+from advdf.jobs.stages import barrier
 from advdf.metrics import iou
 from advdf.models.checkpoint import file_digest
 from advdf.papers.marks import clean_acc, marks_record, plan_marks
@@ -140,6 +141,7 @@ def reproduce_ffm(scale: str, overrides: list[str], results_suffix: str = "") ->
     cells = Cells(out_dir / "cells")
     t_start = time.perf_counter()
     targets, transfer, run_overrides = _train_all(spec, base)
+    barrier("seed 002's attacks")
     t_train = time.perf_counter() - t_start
     nets = {d: _load(run_overrides[f"{spec.target}/{d}"], t) for d, t in targets.items()}
     others = {(m, d): _load(run_overrides[f"{m}/{d}"], t) for (m, d), t in transfer.items()}
