@@ -315,3 +315,17 @@ def test_train_task_ffm_writes_its_run_and_reports_mask_metrics(ffm_run):
     (tuned,) = (artifacts / "checkpoints").glob("*/ffm/classnseg_32px_Deepfakes-*")
     init = json.loads((tuned / "run.json").read_text())["settings"]["model"]["init"]
     assert init is not None and len(init) == 64
+
+
+def test_universal_perturbations_of_a_forensic_autoencoder_cache_as_shards(tiny_ffm, images):
+    from advdf.jobs.attack import attack_shard
+
+    x, y = images
+    batch = {"image": x, "label": y, "position": torch.arange(len(x)), "index": torch.arange(len(x)),
+             "video": torch.arange(len(x))}
+    for attack in (URN(tiny_ffm, eps=10), OverFire(tiny_ffm, eps=10, steps=2, sign=True)):
+        shard = attack_shard(attack, [batch], torch.device("cpu"), "classnseg")
+        with torch.no_grad():
+            expected = tiny_ffm(x)["logits"].argmax(1)
+        assert torch.equal(shard["clean_pred"], expected)  # the model's (N, 2) logits, not its result dict
+        assert torch.allclose(shard["x_adv"], attack.apply(x, y))

@@ -146,6 +146,8 @@ def attack_shard(attack: Attack, loader: DataLoader, device: torch.device, model
         start = time.perf_counter()
         out = attack.run(x, y)
         clean_logits = out.clean_logits if out.clean_logits is not None else attack.logits(x)
+        if isinstance(clean_logits, dict):  # a forensic autoencoder's result (advdf.forensics): its (N, 2) logits
+            clean_logits = clean_logits["logits"]
         elapsed = time.perf_counter() - start
         _finite(clean_logits, "clean", model_name, checkpoint)
         _finite(out.logits, "adversarial", model_name, checkpoint)
