@@ -103,8 +103,10 @@ class Collector:
         net = "generator.name" if kind == "generator" else "model.name"
         model = str(OmegaConf.select(cfg, net, default=None) or kind)
         variant = OmegaConf.select(cfg, "variant", default=None)
-        if kind == "detector" and variant:
-            model = f"{model} ({variant})"
+        detail = [v for v in (variant if kind == "detector" else None,
+                              OmegaConf.select(cfg, "data.manipulation", default=None)) if v]
+        if detail:
+            model = f"{model} ({', '.join(map(str, detail))})"
         self.jobs.append(Job(kind, model, OmegaConf.to_yaml(cfg), wave,
                              None if directory is None else str(directory)))
         self.pending[key] = wave
