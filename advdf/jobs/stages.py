@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from advdf.errors import AdvdfError, ConfigError
 from advdf.jobs.common import resolve_device
-from advdf.jobs.estimate import step_seconds, train_steps
+from advdf.jobs.estimate import NO_WEIGHTS, step_seconds, train_steps
 from advdf.jobs.runs import KINDS, WEIGHTS, path_override
 from advdf.utils.entry import REPO_ROOT
 from advdf.utils.io import atomic_write_json
@@ -222,7 +223,8 @@ def dry_run_report(title: str, collector: Collector, err: BaseException | None, 
             sec = None
             if timing:
                 net = cfg.generator if job.kind == "generator" else cfg.model
-                key = (job.kind, OmegaConf.to_yaml(net), int(cfg.data.batch_size))
+                shape = {k: v for k, v in OmegaConf.to_container(net).items() if k not in NO_WEIGHTS}
+                key = (job.kind, json.dumps(shape, sort_keys=True, default=str), int(cfg.data.batch_size))
                 if key not in measured:
                     measured[key] = step_seconds(cfg, device)
                 sec = measured[key]
