@@ -6,7 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -14,7 +13,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from advdf.data.datamodule import FFPPDataModule, check_data_options
 from advdf.errors import CheckpointError, ConfigError
+from advdf.lit.callbacks import BestCheckpoint, in_slurm_step  # noqa: F401 - BestCheckpoint's old import path
 from advdf.models import Detector, load_detector_weights
+from advdf.utils.entry import CONF_DIR
+from advdf.utils.io import digest
 from advdf.utils.logging_setup import default_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,10 @@ def _at_least(cfg: DictConfig, key: str, least: int, what: str, allowed: tuple =
 
 
 def check_training_options(cfg: DictConfig) -> None:
-    """Raise ConfigError with one line for a training option no run can use (zero epochs, empty batches, ...),
-    before any data is prepared or weights are read."""
+    """Raise ConfigError with one line for a training option no run can use (zero epochs, empty batches, a callback
+    value, SLURM tasks that are not the trainer's devices, ...), before any data is prepared or weights are read."""
+    build_callbacks(cfg.get("callbacks"), out_dir=None)
+    check_slurm_tasks(cfg)
     _at_least(cfg, "trainer.max_epochs", 1, "epoch")
     _at_least(cfg, "trainer.max_steps", 1, "step", allowed=(-1,))
     _at_least(cfg, "trainer.accumulate_grad_batches", 1, "batch")
@@ -111,19 +115,38 @@ def load_trained_detector(cfg: DictConfig, device: torch.device) -> Detector:
     return detector.to(device).eval()
 
 
+WANDB_GROUP_ENV = "ADVDF_WANDB_GROUP"  # a reproduce run's W&B group: its training jobs join it (papers.reproduce)
+
+
 def build_loggers(cfg: DictConfig, run_name: str | None = None, group: str | None = None) -> list:
-    """Instantiate ``cfg.logger`` entries; W&B gets a per-job name and defaults to offline without a key."""
+    """Instantiate ``cfg.logger`` entries; W&B gets a per-job name, defaults to offline without a key and, in a
+    SLURM job, the job's run id (:func:`slurm_run_id`), so a requeued job continues its W&B run. Inside a reproduce
+    run (its group in ``$ADVDF_WANDB_GROUP``, inherited by its stage jobs) the W&B run joins that group."""
     os.environ.setdefault("WANDB_MODE", default_wandb_mode())
+    group = os.environ.get(WANDB_GROUP_ENV) or group
     loggers = []
     for conf in (cfg.get("logger") or {}).values():
         extra = {}
         if "WandbLogger" in conf.get("_target_", ""):
             Path(conf.save_dir).mkdir(parents=True, exist_ok=True)
             extra = {"name": run_name, "group": group, "job_type": cfg.task_name}
+            run_id = None if conf.get("id") else slurm_run_id(run_name, group)
+            if run_id:
+                extra.update(id=run_id, resume="allow")
         logger = instantiate(conf, **extra)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         loggers.append(logger)
     return loggers
+
+
+def slurm_run_id(run_name: str | None, group: str | None) -> str | None:
+    """A W&B run id for this SLURM job: the same in every start of a requeued job (SLURM keeps the job's id), other
+    for another job, cluster or Hydra job; None outside a SLURM job step (every start a run of its own)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or not in_slurm_step():
+        return None
+    return "slurm-" + digest({"cluster": os.environ.get("SLURM_CLUSTER_NAME"), "job": job, "run": run_name,
+                              "group": group}, length=16)
 
 
 def job_identity() -> tuple[str | None, str | None]:
@@ -139,45 +162,125 @@ def job_identity() -> tuple[str | None, str | None]:
     return f"{hc.job.name}:{overrides}", None
 
 
-class BestCheckpoint(ModelCheckpoint):
-    """A top-k checkpoint that skips the epochs a module marks ``selectable_epoch = False`` (models that are not yet
-    a finished detector, e.g. before a triplet run trains its classifier)."""
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if getattr(pl_module, "selectable_epoch", True):
-            super().on_train_epoch_end(trainer, pl_module)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if getattr(pl_module, "selectable_epoch", True):
-            super().on_validation_end(trainer, pl_module)
+# The callbacks the jobs need, by their key in conf/callbacks, and the file each writes in the run directory.
+REQUIRED_CALLBACKS = {"model_checkpoint": "its best.ckpt holds the weights a run exports",
+                      "last_checkpoint": "a resumed or requeued job continues from its last.ckpt"}
+CALLBACK_FILES = {"model_checkpoint": "best", "last_checkpoint": "last", "requeue": "last"}
 
 
-def checkpoint_callbacks(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+def default_callbacks() -> DictConfig:
+    """``conf/callbacks``' two checkpoints, for a config composed without a ``callbacks`` group."""
+    return OmegaConf.merge(*(OmegaConf.load(CONF_DIR / "callbacks" / f"{key}.yaml") for key in REQUIRED_CALLBACKS))
+
+
+def build_callbacks(callbacks: DictConfig | None, out_dir: Path | None, with_logger: bool = True) -> dict:
+    """The Lightning callbacks of ``callbacks`` (``cfg.callbacks``) by key, writing into ``out_dir``.
+
+    The jobs set ``dirpath`` (the run directory) and ``filename`` (:data:`CALLBACK_FILES`): they read
+    ``<run dir>/best.ckpt`` and ``last.ckpt``, so a config must not move them. A ``null`` entry is off; so is a
+    Timer without a duration, and a learning-rate monitor without a logger (Lightning refuses one). A missing
+    required checkpoint, a misplaced one or a value the callback refuses is a ConfigError with one line.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_class
+    from pytorch_lightning.callbacks import Callback, LearningRateMonitor, Timer
+
+    callbacks = default_callbacks() if callbacks is None else callbacks
+    for key, why in REQUIRED_CALLBACKS.items():
+        if callbacks.get(key) is None:
+            raise ConfigError(f"callbacks.{key} is required: {why}")
+    built = {}
+    for key, node in callbacks.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+            raise ConfigError(f"callbacks.{key} is not a callback: give it a _target_ (a Lightning callback class) "
+                              "or set it to null")
+        filled = {}
+        if key in CALLBACK_FILES:
+            placed = [k for k in ("dirpath", "filename") if k in node]
+            if placed:
+                raise ConfigError(f"callbacks.{key}.{placed[0]} is set by the job (<run dir>/"
+                                  f"{CALLBACK_FILES[key]}.ckpt, where the jobs read it): remove it")
+            filled = {"dirpath": None if out_dir is None else str(out_dir), "filename": CALLBACK_FILES[key]}
+        try:
+            cls = get_class(node._target_)
+        except Exception as err:  # noqa: BLE001 - Hydra's reason (not found, not a class) goes on the line
+            raise ConfigError(f"callbacks.{key}._target_={node._target_}: {_one_line(err)}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Callback)):
+            raise ConfigError(f"callbacks.{key}._target_={node._target_} is not a Lightning callback")
+        if key in REQUIRED_CALLBACKS and not issubclass(cls, ModelCheckpoint):
+            raise ConfigError(f"callbacks.{key} must build a ModelCheckpoint: {REQUIRED_CALLBACKS[key]}")
+        if issubclass(cls, Timer) and node.get("duration") is None:
+            continue
+        if issubclass(cls, LearningRateMonitor) and not with_logger:
+            log.debug("callbacks.%s is off: the run has no logger", key)
+            continue
+        try:
+            built[key] = instantiate(node, **filled, _convert_="all")  # plain dicts: Timer(duration={hours: 1})
+        except InstantiationException as err:
+            raise ConfigError(f"callbacks.{key}: {_one_line(err.__cause__ or err)}") from None
+    return built
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def checkpoint_callbacks(out_dir: Path, callbacks: DictConfig | None = None) -> tuple[ModelCheckpoint,
+                                                                                      ModelCheckpoint]:
     """``best.ckpt`` (lowest val/loss among the selectable epochs) and ``last.ckpt`` (the latest epoch) in
-    ``out_dir``.
+    ``out_dir``, as ``callbacks`` (``cfg.callbacks``, else ``conf/callbacks``' files) configures them.
 
     Lightning's ``save_last`` only writes when a best checkpoint is written; resuming needs the latest epoch.
     """
-    best = BestCheckpoint(dirpath=out_dir, filename="best", monitor="val/loss", mode="min",
-                           enable_version_counter=False)
-    latest = ModelCheckpoint(dirpath=out_dir, filename="last", monitor=None, save_top_k=1,
-                             enable_version_counter=False)
-    return best, latest
+    built = build_callbacks(callbacks, out_dir)
+    return built["model_checkpoint"], built["last_checkpoint"]
+
+
+def check_slurm_tasks(cfg: DictConfig) -> None:
+    """Under SLURM Lightning runs one process per task, so a job must run ``trainer.devices`` tasks per node on
+    ``trainer.num_nodes`` nodes (``hydra/launcher=slurm_ddp`` asks for that); a mismatch is one line here rather
+    than Lightning's error once the data is prepared."""
+    if not in_slurm_step():
+        return
+    for key, env, what, default in (("trainer.devices", "SLURM_NTASKS_PER_NODE", "tasks per node", None),
+                                    ("trainer.num_nodes", "SLURM_NNODES", "node(s)", 1)):
+        want, have = OmegaConf.select(cfg, key, default=default), os.environ.get(env, "")
+        if not have.isdigit() or not isinstance(want, int) or isinstance(want, bool) or want < 1:
+            continue
+        if int(have) != want:
+            raise ConfigError(f"{key}={want} but this SLURM job runs {have} {what}: Lightning runs one process per "
+                              f"SLURM task; use hydra/launcher=slurm_ddp (tasks per node = trainer.devices, nodes = "
+                              f"trainer.num_nodes) or {key}={have}")
+
+
+def cluster_plugins() -> dict:
+    """Trainer arguments for the cluster this process runs in: in a SLURM job step, Lightning's SLURM environment
+    without its auto-requeue (advdf's :class:`~advdf.lit.callbacks.RequeueOnSignal` and submitit requeue instead,
+    and resume from ``last.ckpt``, never from Lightning's ``hpc_ckpt``)."""
+    if not in_slurm_step():
+        return {}
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return {"plugins": [SLURMEnvironment(auto_requeue=False)]}
 
 
 def fit_resumable(cfg: DictConfig, module, out_dir: Path, **data) -> tuple:
-    """Fit ``module`` with ``cfg.trainer`` and ``cfg.logger``, checkpointing to ``out_dir`` and continuing from its
-    ``last.ckpt`` when ``cfg.resume`` (a requeued or killed job); ``data`` is the datamodule or the dataloaders.
+    """Fit ``module`` with ``cfg.trainer``, ``cfg.logger`` and ``cfg.callbacks``, checkpointing to ``out_dir`` and
+    continuing from its ``last.ckpt`` when ``cfg.resume`` (a requeued or killed job); ``data`` is the datamodule or
+    the dataloaders.
 
     Returns the trainer and the best-checkpoint callback.
     """
-    best, latest = checkpoint_callbacks(out_dir)
     run_name, group = job_identity()
-    trainer = instantiate(cfg.trainer, default_root_dir=str(out_dir), callbacks=[best, latest],
-                          logger=build_loggers(cfg, run_name, group) or False)
+    loggers = build_loggers(cfg, run_name, group)
+    callbacks = build_callbacks(cfg.get("callbacks"), out_dir, with_logger=bool(loggers))
+    trainer = instantiate(cfg.trainer, default_root_dir=str(out_dir), callbacks=list(callbacks.values()),
+                          logger=loggers or False, **cluster_plugins())
     last = out_dir / "last.ckpt"
     resume_from = str(last) if cfg.resume and last.is_file() else None
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(module, ckpt_path=resume_from, weights_only=True, **data)
-    return trainer, best
+    return trainer, callbacks["model_checkpoint"]

@@ -49,6 +49,14 @@ DATA_PATHS = ("root", "prepared_dir")  # where the data lies: the data identity 
 # run tested on another subset is tested again, see advdf.jobs.train.retest_detector).
 DATA_EVALUATION = ("test_per_class",)
 _DIGEST = re.compile(r"[0-9a-f]{12}")
+# The callbacks (conf/callbacks) whose options change a run's weights: which epoch's weights are exported (the best
+# checkpoint) and a training-time budget; the others (the last checkpoint, the LR monitor, requeue) never do. Their
+# options enter a run's settings only when they differ from these, the ones every run had before callbacks came
+# from config, so those runs keep their digest.
+CALLBACK_BASELINE = {"model_checkpoint": {"_target_": "advdf.lit.callbacks.BestCheckpoint", "monitor": "val/loss",
+                                          "mode": "min", "save_top_k": 1}}
+CALLBACK_COSMETIC = ("dirpath", "filename", "verbose", "enable_version_counter", "auto_insert_metric_name",
+                     "save_last", "save_weights_only")
 
 
 def _plain(node) -> object:
@@ -76,6 +84,21 @@ def data_settings(cfg: DictConfig, identity_digest: str | None = None) -> dict:
 def trainer_settings(trainer: DictConfig) -> dict:
     """The Lightning trainer fields that change results (epochs, precision, devices, accumulation, ...)."""
     return _pick(trainer, TRAINER_COSMETIC)
+
+
+def callback_settings(cfg: DictConfig) -> dict:
+    """``{"callbacks": ...}``: the options of the best checkpoint and of a time budget (a timer with a duration),
+    when they differ from :data:`CALLBACK_BASELINE`; else nothing (as for a config without callbacks, which trains
+    with conf/callbacks' checkpoints)."""
+    callbacks = cfg.get("callbacks")
+    if not callbacks:
+        return {}
+    picked = {}
+    for key in ("model_checkpoint", "timer"):
+        node = callbacks.get(key)
+        if node is not None and (key != "timer" or node.get("duration") is not None):
+            picked[key] = _pick(node, CALLBACK_COSMETIC)
+    return {} if picked == CALLBACK_BASELINE else {"callbacks": picked}
 
 
 def frozen_detector(cfg: DictConfig) -> dict:
@@ -106,7 +129,7 @@ def settings_of(cfg: DictConfig, identity_digest: str | None = None) -> dict:
     if kind in ("detector", "ffm"):  # a model fine-tuned from local weights: their sha256, not where they lie
         pick["model"] = {**_pick(cfg.model, ("checkpoint_path",)), "init": starting_weights(cfg.model)}
     common = {"kind": kind, "train_fn": cfg.get("train_fn"), **pick, "data": data_settings(cfg, identity_digest),
-              "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed}
+              "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed, **callback_settings(cfg)}
     if kind == "detector":
         out = {**common, "variant": cfg.variant}
     elif kind == "ffm":
@@ -149,7 +172,7 @@ def generative_settings(cfg: DictConfig, identity_digest: str | None = None) -> 
         identity_digest = instantiate(cfg.data).identity_digest
     out = {"kind": cfg.trains, "train_fn": cfg.get("train_fn"), "module": _plain(cfg.module),
            "data": {**_pick(cfg.data, DATA_PATHS + DATA_EVALUATION), "identity": identity_digest},
-           "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed}
+           "trainer": trainer_settings(cfg.trainer), "seed": cfg.seed, **callback_settings(cfg)}
     if cfg.trains == "generator":
         path = cfg.generator.get("checkpoint_path")
         if path and not Path(path).is_file():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from hydra.errors import ConfigCompositionException, OverrideParseException
 
 from advdf.errors import ConfigError
+from advdf.jobs.common import WANDB_GROUP_ENV
 from advdf.jobs.plan import compose_config
 from advdf.jobs.stages import dry_run_report, plan_stages, run_staged
 from advdf.papers.jin2025.table1 import reproduce_table1
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     plan_overrides = [o for o in args.overrides if not o.startswith(("hydra.", "hydra/"))]
     launcher_overrides = [o for o in args.overrides if o not in plan_overrides]
     plan = partial(TABLES[args.table], args.scale, plan_overrides)
+    # the W&B group of the tables' run (advdf.report.wandb), which every training job of this run joins
+    own_group = WANDB_GROUP_ENV not in os.environ
+    os.environ.setdefault(WANDB_GROUP_ENV, f"{args.table}-{args.scale}")
     try:
         if (args.launcher or args.dry_run) and args.data_seeds.strip():
             raise ConfigError("--data-seeds runs each seed serially; it does not combine with --launcher or --dry-run")
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {user}", file=sys.stderr)
         return 2
+    finally:
+        if own_group:
+            os.environ.pop(WANDB_GROUP_ENV, None)
     print(result.text, end="")  # the library returns its report; the command line prints it
     return 0
 

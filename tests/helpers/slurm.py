@@ -56,6 +56,9 @@ CONF_DIR = REPO_ROOT / "conf"
 PARTITION = "debug"
 """Name of the only partition of the local cluster."""
 
+REQUEUE_DELAY_S = 5
+"""Seconds a requeued job waits before it may start again (``cred_expire``)."""
+
 # Programs the harness launches or the submitit launcher calls.
 _DAEMONS = ("munged", "slurmctld", "slurmd")
 _CLIENTS = ("munge", "sinfo", "sbatch", "squeue", "scancel", "scontrol", "srun")
@@ -371,8 +374,10 @@ def _write_slurm_conf(
         "SlurmdUser=root",
         "AuthType=auth/munge",
         "CredType=cred/munge",
-        # Used by both auth/munge and cred/munge.
-        f"AuthInfo=socket={munge_socket}",
+        # Used by both auth/munge and cred/munge. cred_expire (seconds, at
+        # least 5) is also how long a requeued job waits before it may start
+        # again: 120 s by default, too long for the requeue tests.
+        f"AuthInfo=socket={munge_socket},cred_expire={REQUEUE_DELAY_S}",
         f"StateSaveLocation={state_dir}",
         f"SlurmdSpoolDir={spool_dir}",
         f"SlurmctldPidFile={runtime_dir / 'slurmctld.pid'}",
@@ -385,6 +390,9 @@ def _write_slurm_conf(
         "ProctrackType=proctrack/linuxproc",
         "TaskPlugin=task/none",
         "SelectType=select/cons_tres",
+        # Test pending jobs every second rather than every 30-60 s: a requeued
+        # job starts as soon as its requeue delay is over.
+        "SchedulerParameters=sched_interval=1,bf_interval=1",
         # Schedule single CPUs rather than whole cores so that two 1-CPU jobs
         # run side by side on a 2-vCPU (1 core x 2 threads) machine.
         "SelectTypeParameters=CR_CPU_Memory",
