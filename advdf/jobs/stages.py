@@ -64,8 +64,9 @@ class Job:
 
 @dataclass(frozen=True)
 class PendingRun:
-    """Stands in for :class:`advdf.jobs.plan.Trained` while its run waits for its wave; ``override`` names the run's
-    directory (so later configs that name it are recognized as depending on it); its weights end the pass; its metrics are empty (the pass ends at the plan's next :func:`barrier`)."""
+    """Stands in for :class:`advdf.jobs.plan.Trained` while its run waits for its wave. ``override`` names the run's
+    directory (so later configs that name it are recognized as depending on it); reading its weights ends the pass;
+    its metrics are empty (the pass ends at the plan's next :func:`barrier`, before anything is written)."""
 
     directory: Path
     kind: str
