@@ -92,3 +92,14 @@ def test_staged_table1_over_slurm_is_byte_identical_to_the_serial_run(tmp_path, 
     job_logs = sorted(stages.rglob(".submitit/*/*_log.out"))
     assert len(job_logs) == 2, "each wave's job ran as a SLURM job"
     assert _tables(staged_root / "results" / "table1_smoke") == serial
+
+
+def test_a_failing_wave_stops_with_its_log_named(tmp_path, monkeypatch):
+    from advdf.jobs import stages
+
+    script = tmp_path / "stage.py"
+    script.write_text("import sys\nprint('job 1 of 2: CheckpointError: weights not finite')\nsys.exit(3)\n")
+    monkeypatch.setattr(stages, "STAGE_SCRIPT", script)
+    with pytest.raises(ConfigError, match=r"(?s)wave00.json failed \(exit 3\).*launch.log.*weights not finite"):
+        stages.launch_wave(tmp_path / "wave00.json", 2, tmp_path / "wave00", "basic", [])
+    assert "weights not finite" in (tmp_path / "wave00" / "launch.log").read_text()

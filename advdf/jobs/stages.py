@@ -173,14 +173,14 @@ def launch_wave(wave_file: Path, n: int, sweep_dir: Path, launcher: str, launche
     chosen = [] if any(o.startswith("hydra/launcher=") for o in launcher_overrides) else [f"hydra/launcher={launcher}"]
     cmd = [sys.executable, str(STAGE_SCRIPT), "--multirun", f"wave={wave_file}",
            f"index={','.join(map(str, range(n)))}", f"hydra.sweep.dir={sweep_dir}", *chosen, *launcher_overrides]
-    log.info("launching %d job(s) through hydra/launcher=%s: %s", n, launcher, sweep_dir)
-    done = subprocess.run(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    (sweep_dir / "launch.log").parent.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "launch.log").write_text(done.stdout)
-    if done.returncode != 0:
-        tail = "\n".join(done.stdout.strip().splitlines()[-5:])
-        raise ConfigError(f"a job of {wave_file.name} failed (exit {done.returncode}); see {sweep_dir}/launch.log:\n"
-                          f"{tail}")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log_file = sweep_dir / "launch.log"
+    log.info("launching %d job(s) through hydra/launcher=%s (follow: tail -f %s)", n, launcher, log_file)
+    with open(log_file, "w") as out:
+        code = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "\n".join(log_file.read_text().strip().splitlines()[-5:])
+        raise ConfigError(f"a job of {wave_file.name} failed (exit {code}); see {log_file}:\n{tail}")
 
 
 def run_staged(plan: Callable[[], object], work_dir: Path, launcher: str = "basic",
