@@ -7,21 +7,8 @@
 # system's chromedriver: nothing is downloaded at run time.
 set -euo pipefail
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo -n)
-else
-    as_root=(__no_root__)
-fi
-
-run_as_root() {
-    if [[ "${as_root[*]:-}" == "__no_root__" ]]; then
-        echo "browser-install: need root (or sudo) to run: $*" >&2
-        exit 1
-    fi
-    "${as_root[@]}" "$@"
-}
+CI_SCRIPT=browser-install
+source "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 
 browser=""
 for name in chromium chromium-browser; do

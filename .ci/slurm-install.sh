@@ -14,21 +14,8 @@ export PATH="${PATH}:/usr/sbin:/sbin"
 required=(slurmctld slurmd sbatch srun squeue scancel scontrol sinfo munged munge)
 packages=(slurmctld slurmd slurm-client munge)
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo -n)
-else
-    as_root=(__no_root__)
-fi
-
-run_as_root() {
-    if [[ "${as_root[*]:-}" == "__no_root__" ]]; then
-        echo "slurm-install: need root (or sudo) to run: $*" >&2
-        exit 1
-    fi
-    "${as_root[@]}" "$@"
-}
+CI_SCRIPT=slurm-install
+source "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 
 missing=()
 for program in "${required[@]}"; do
