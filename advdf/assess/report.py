@@ -11,7 +11,6 @@ infinite PSNR, printed ∞); the Spearman correlation of the pairs' MOS with the
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from scipy import stats
 
 from advdf.assess.screening import Screening, screen
 from advdf.paper_values import load
+from advdf.report.plots import save_png
 from advdf.report.render import MISSING, Lines, fmt, markdown
 
 # Seed 002's Table 5 rows and the attack configs (or the reference) that fill them.
@@ -165,12 +165,7 @@ def mos_chart(cells: list[dict], path: str | Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)  # a reader never sees half a picture
-    return path
+    return save_png(fig, path)
 
 
 def report_text(name: str, result: dict) -> str:

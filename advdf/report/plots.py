@@ -43,14 +43,15 @@ def ours_vs_paper_bars(cells: Sequence[dict], row_key: str, series_key: str, pat
     ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
     ax.legend(fontsize=7, ncols=2, loc="lower right")
     fig.tight_layout()
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
-def _save_png(fig, path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically (temporary file, then rename) so a reader never sees half a picture."""
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically (a temporary file of this process, then rename) so a reader never sees half
+    a picture and two processes writing the same figure never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fig.savefig(tmp, format="png")
     os.replace(tmp, path)
     return path
@@ -110,7 +111,7 @@ def grid_heatmap(rows: Sequence[str], cols: Sequence[str], matrix: np.ndarray, p
     matrix = _check_grid(rows, cols, matrix)
     fig = _heatmap_figure(len(rows), len(cols), 1)
     _draw_heatmap(fig, fig.add_subplot(), matrix, rows, cols, title, cmap, vmin, vmax)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def ours_and_diff_heatmaps(rows: Sequence[str], cols: Sequence[str], ours: np.ndarray, diff: np.ndarray,
@@ -128,7 +129,7 @@ def ours_and_diff_heatmaps(rows: Sequence[str], cols: Sequence[str], ours: np.nd
     left, right = fig.subplots(1, 2)
     _draw_heatmap(fig, left, ours, rows, cols, "ours", "viridis", 0.0, 1.0)
     _draw_heatmap(fig, right, diff, None, cols, "ours − paper", "RdBu", -1.0, 1.0)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float | None]], path: str | Path,
@@ -151,7 +152,7 @@ def roc_curves(curves: dict[str, tuple[Sequence[float], Sequence[float], float |
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | Path, title: str = "",
@@ -178,7 +179,7 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path
                 ax.set_ylabel(row_labels[i], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def min_max(image: np.ndarray) -> np.ndarray:
